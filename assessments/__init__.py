@@ -1,0 +1,1 @@
+"""Question banks, exams, attempts and signatures (see ../shared/DESIGN.md)."""

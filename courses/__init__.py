@@ -1,0 +1,1 @@
+"""Course versions, lessons, media and watch tracking (see ../shared/DESIGN.md)."""

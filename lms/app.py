@@ -1,0 +1,110 @@
+"""Application factory: wires configuration, extensions, blueprints and CLI commands."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, render_template
+from flask_wtf.csrf import CSRFError
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from lms.config import load_config
+from lms.extensions import babel, csrf, db, login_manager, migrate
+from lms.i18n import local_date, local_datetime, select_locale
+from lms.people.vault import IdNumberVault
+from lms.security import init_security_headers
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """SQLite enforces foreign keys only when asked, per connection; WAL lets readers
+    work while one writer commits."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=15000")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.update(load_config(Path(app.instance_path)))
+    if overrides:
+        app.config.update(overrides)
+    app.permanent_session_lifetime = timedelta(seconds=app.config["PERMANENT_SESSION_LIFETIME"])
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True,
+                     compare_type=True)
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+    login_manager.init_app(app)
+    init_security_headers(app)
+    app.extensions["id_vault"] = IdNumberVault(app.config["ID_NUMBER_KEY"])
+
+    _register_models()
+    _register_blueprints(app)
+    _register_templates(app)
+    _register_errors(app)
+    _register_cli(app)
+    return app
+
+
+def _register_models() -> None:
+    """Import every model module so the metadata (and Alembic) sees all tables."""
+    import lms.auth.models
+    import lms.ledger
+    import lms.people.models
+    import lms.workday_overrides  # noqa: F401
+
+
+def _register_blueprints(app: Flask) -> None:
+    from lms.admin.views import bp as admin_bp
+    from lms.auth.views import bp as auth_bp
+    from lms.home import bp as home_bp
+    from lms.ledger_views import bp as ledger_bp
+    from lms.people.views import bp as people_bp
+
+    for bp in (auth_bp, home_bp, people_bp, admin_bp, ledger_bp):
+        app.register_blueprint(bp)
+
+
+def _register_templates(app: Flask) -> None:
+    from flask_babel import get_locale
+
+    from lms.people.labels import STATUS_LABELS, role_label, status_label
+
+    app.jinja_env.filters["localtime"] = local_datetime
+    app.jinja_env.filters["localdate"] = local_date
+    app.jinja_env.globals.update(
+        status_label=status_label, role_label=role_label, STATUS_LABELS=STATUS_LABELS,
+        get_locale=get_locale,
+    )
+
+
+def _register_errors(app: Flask) -> None:
+    def page(code: int, template: str = "error.html", **context: Any):
+        return render_template(template, code=code, **context), code
+
+    @app.errorhandler(CSRFError)
+    def _csrf(error: CSRFError):
+        return page(400, reason="csrf")
+
+    for code in (400, 403, 404, 405, 413, 429, 500):
+        app.register_error_handler(code, lambda e, code=code: page(code))
+
+
+def _register_cli(app: Flask) -> None:
+    from lms.cli import ledger_cli, lms_cli, workdays_cli
+
+    app.cli.add_command(lms_cli)
+    app.cli.add_command(ledger_cli)
+    app.cli.add_command(workdays_cli)

@@ -1,0 +1,1 @@
+"""Login, server-side sessions, throttling and permission checks."""

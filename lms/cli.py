@@ -1,0 +1,102 @@
+"""Command-line entry points: ``flask --app wsgi lms|ledger|workdays ...``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+from sqlalchemy import func, select
+
+from lms.auth.passwords import hash_password, password_problem
+from lms.extensions import db
+from lms.ledger import append, verify
+from lms.people.models import ROLES, User
+from lms.workday_overrides import load_calendar
+from lms.workdays import UnknownYearError, parse_iso_date
+
+lms_cli = AppGroup("lms", help="Compliance Academy administration.")
+ledger_cli = AppGroup("ledger", help="The hash-chained evidence ledger.")
+workdays_cli = AppGroup("workdays", help="Chinese working-day arithmetic.")
+
+
+@lms_cli.command("demo")
+def demo_command() -> None:
+    """Load the demo company once (re-running keeps existing data) and print the logins."""
+    from lms.demo import DEMO_PASSWORDS, load_demo
+
+    created = load_demo(db.session, current_app.extensions["id_vault"])
+    db.session.commit()
+    click.echo("已加载演示数据 (demo data loaded)." if created else
+               "演示数据已存在，未做更改 (demo data already present, left as it is).")
+    click.echo("演示账号 (demo logins):")
+    for username, (password, roles) in DEMO_PASSWORDS.items():
+        click.echo(f"  {username:<10} {password:<18} {', '.join(roles)}")
+
+
+@lms_cli.command("create-user")
+@click.option("--username", prompt="Username")
+@click.option("--name", "display_name", prompt="Display name")
+@click.option("--role", "roles", multiple=True, type=click.Choice(ROLES), default=("admin",),
+              show_default=True, help="Repeat for several roles.")
+@click.password_option("--password", prompt="Password", confirmation_prompt=True)
+def create_user_command(username: str, display_name: str, roles: tuple[str, ...],
+                        password: str) -> None:
+    """Create a user (the first admin of a real installation). The password is prompted."""
+    username = username.strip().lower()
+    if db.session.scalar(select(User.id).where(func.lower(User.username) == username)):
+        raise click.ClickException(f"user {username!r} already exists")
+    problem = password_problem(password, username=username)
+    if problem:
+        raise click.ClickException(f"password refused: {problem}")
+    user = User(username=username, display_name=display_name.strip() or username,
+                password_hash=hash_password(password))
+    user.set_roles(set(roles))
+    db.session.add(user)
+    db.session.flush()
+    append(db.session, kind="user.created", subject=f"user:{user.id}",
+           payload={"username": username, "roles": sorted(roles), "via": "cli"})
+    db.session.commit()
+    click.echo(f"created {username} with roles {', '.join(sorted(roles))}")
+
+
+@ledger_cli.command("verify")
+def ledger_verify_command() -> None:
+    """Recompute the hash chain; exit 1 and name the first broken entry if it fails."""
+    result = verify(db.session)
+    if result.ok:
+        click.echo(f"OK: {result.count} entries, head {result.head_hash}")
+        return
+    click.echo(f"BROKEN at sequence {result.broken_seq}: {result.reason} "
+               f"({result.count} entries verified before it)", err=True)
+    sys.exit(1)
+
+
+def _date_arg(_ctx, _param, value: str):
+    try:
+        return parse_iso_date(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@workdays_cli.command("add")
+@click.argument("start", callback=_date_arg)
+@click.argument("days", type=int)
+def workdays_add_command(start, days: int) -> None:
+    """Print the date DAYS Chinese working days after START (YYYY-MM-DD)."""
+    try:
+        click.echo(load_calendar(db.session).add_workdays(start, days).isoformat())
+    except UnknownYearError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@workdays_cli.command("between")
+@click.argument("start", callback=_date_arg)
+@click.argument("end", callback=_date_arg)
+def workdays_between_command(start, end) -> None:
+    """Print the number of working days after START up to and including END."""
+    try:
+        click.echo(str(load_calendar(db.session).workdays_between(start, end)))
+    except UnknownYearError as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,1 @@
+"""Departments, positions, employees, users and roles."""
