@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, render_template
+from flask import Flask, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -62,6 +62,7 @@ def _register_models() -> None:
     """Import every model module so the metadata (and Alembic) sees all tables."""
     import lms.auth.models
     import lms.ledger
+    import lms.people.importer
     import lms.people.models
     import lms.workday_overrides  # noqa: F401
 
@@ -96,6 +97,7 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def _csrf(error: CSRFError):
+        app.logger.warning("CSRF refused %s: %s", request.path, error.description)
         return page(400, reason="csrf")
 
     for code in (400, 403, 404, 405, 413, 429, 500):

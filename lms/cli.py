@@ -24,9 +24,13 @@ workdays_cli = AppGroup("workdays", help="Chinese working-day arithmetic.")
 @lms_cli.command("demo")
 def demo_command() -> None:
     """Load the demo company once (re-running keeps existing data) and print the logins."""
-    from lms.demo import DEMO_PASSWORDS, load_demo
+    from lms.demo import DEMO_PASSWORDS, DemoConflictError, load_demo
 
-    created = load_demo(db.session, current_app.extensions["id_vault"])
+    try:
+        created = load_demo(db.session, current_app.extensions["id_vault"])
+    except DemoConflictError as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from exc
     db.session.commit()
     click.echo("已加载演示数据 (demo data loaded)." if created else
                "演示数据已存在，未做更改 (demo data already present, left as it is).")

@@ -19,6 +19,7 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
+from flask.testing import FlaskClient
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-" + "x" * 32)
 os.environ.setdefault("ID_NUMBER_KEY", Fernet.generate_key().decode())
@@ -128,6 +129,22 @@ def database_url(databases: Database, tmp_path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+class FreshContextClient(FlaskClient):
+    """Each request runs in its own app context, as in production.
+
+    The ``app`` fixture keeps an app context pushed for the test body; without this,
+    requests would reuse it and share ``g`` (Flask-Login's cached user, Flask-WTF's
+    CSRF token) and the test's database session. Afterwards the test's own session is
+    expired so it reads what the request committed.
+    """
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            response = super().open(*args, **kwargs)
+        db.session.expire_all()
+        return response
+
+
 @pytest.fixture
 def app(database_url: str, tmp_path: Path):
     app = create_app({
@@ -136,6 +153,7 @@ def app(database_url: str, tmp_path: Path):
         "SERVER_NAME": "localhost",
         "INSTANCE_DIR": str(tmp_path),
     })
+    app.test_client_class = FreshContextClient
     with app.app_context():
         yield app
         db.session.remove()

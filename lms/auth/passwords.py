@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from flask_babel import gettext as _
 
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so both paths take the same time.
@@ -36,3 +37,12 @@ def password_problem(password: str, *, username: str = "") -> str | None:
     if len(set(password)) < 4:
         return "password_too_simple"
     return None
+
+
+def password_problem_message(key: str) -> str:
+    """The user-facing (translated) text for a ``password_problem`` key."""
+    return {
+        "password_too_short": _("Use at least 10 characters."),
+        "password_contains_username": _("The password must not contain the username."),
+        "password_too_simple": _("The password is too simple."),
+    }.get(key, key)

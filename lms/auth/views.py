@@ -21,7 +21,12 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select
 
 from lms.auth.forms import LoginForm, PasswordChangeForm
-from lms.auth.passwords import hash_password, password_problem, verify_password
+from lms.auth.passwords import (
+    hash_password,
+    password_problem,
+    password_problem_message,
+    verify_password,
+)
 from lms.auth.sessions import (
     load_session_user,
     revoke_session,
@@ -149,10 +154,3 @@ def change_password():
             return redirect(url_for("auth.login"))
     return render_template("auth/password.html", form=form)
 
-
-def password_problem_message(key: str) -> str:
-    return {
-        "password_too_short": _("Use at least 10 characters."),
-        "password_contains_username": _("The password must not contain the username."),
-        "password_too_simple": _("The password is too simple."),
-    }.get(key, key)

@@ -1,0 +1,409 @@
+"""The demo company loaded by ``flask --app wsgi lms demo``.
+
+A believable mid-sized Chinese employer (HQ functions, a retail division with regional
+stores, a manufacturing division with a factory) so that every screen has realistic
+data to show: a real reporting hierarchy, all five employment statuses, valid
+(encrypted) ID numbers, and one login per role. Generation is deterministic
+(``random.Random(2026)``) so a demo looks the same on every machine; the Fernet
+ciphertexts differ, the people do not.
+
+``load_demo`` creates the company once. Running it again changes nothing, so a demo
+database that people have been clicking around in keeps their changes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
+
+from lms.auth.passwords import hash_password
+from lms.ledger import LedgerEntry, append
+from lms.people import idnumber
+from lms.people.models import Department, Employee, Position, User
+from lms.people.vault import IdNumberVault
+
+__all__ = [
+    "DEMO_MARKER_DEPARTMENT",
+    "DEMO_PASSWORDS",
+    "SEED",
+    "DemoConflictError",
+    "demo_present",
+    "load_demo",
+]
+
+SEED = 2026
+DEMO_MARKER_DEPARTMENT = "HQ"
+LEDGER_KIND = "demo.loaded"
+
+# username -> (password, roles). Primary role first; employees are also trainees, as
+# every employee takes the mandatory training. Passwords must not contain the username.
+DEMO_PASSWORDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "trainee": ("xuexi-2026-demo", ("trainee",)),
+    "trainer": ("peixun-2026-demo", ("trainer", "trainee")),
+    "hr": ("renshi-2026-demo", ("hr", "trainee")),
+    "manager": ("jingli-2026-demo", ("manager", "trainee")),
+    "admin": ("guanli-2026-demo", ("admin",)),
+    "auditor": ("shenji-2026-demo", ("auditor",)),
+}
+
+# Accounts that are not employees (IT-run admin account, external auditor).
+_ACCOUNT_NAMES = {"admin": "系统管理员", "auditor": "外部审计师"}
+
+
+class DemoConflictError(RuntimeError):
+    """The database already holds other (non-demo) data the demo would collide with."""
+
+
+# --- the organisation ------------------------------------------------------------
+
+# (code, name, parent code)
+_DEPARTMENTS: tuple[tuple[str, str, str | None], ...] = (
+    ("HQ", "总部", None),
+    ("HQ-HR", "人力资源部", "HQ"),
+    ("HQ-FIN", "财务部", "HQ"),
+    ("HQ-LEGAL", "法务合规部", "HQ"),
+    ("HQ-IT", "信息技术部", "HQ"),
+    ("RET", "零售事业部", "HQ"),
+    ("RET-EC", "华东区", "RET"),
+    ("RET-EC-SH01", "上海南京西路店", "RET-EC"),
+    ("RET-EC-SH02", "上海徐家汇店", "RET-EC"),
+    ("RET-EC-HZ01", "杭州西湖店", "RET-EC"),
+    ("RET-EC-NJ01", "南京新街口店", "RET-EC"),
+    ("RET-EC-SZ01", "苏州观前街店", "RET-EC"),
+    ("RET-SC", "华南区", "RET"),
+    ("RET-SC-SZ01", "深圳福田店", "RET-SC"),
+    ("RET-SC-SZ02", "深圳南山店", "RET-SC"),
+    ("RET-SC-GZ01", "广州天河店", "RET-SC"),
+    ("RET-SC-DG01", "东莞东城店", "RET-SC"),
+    ("MFG", "制造事业部", "HQ"),
+    ("MFG-SZ", "苏州工厂", "MFG"),
+    ("MFG-SZ-PRS", "冲压车间", "MFG-SZ"),
+    ("MFG-SZ-ASM", "装配车间", "MFG-SZ"),
+    ("MFG-SZ-QC", "质检科", "MFG-SZ"),
+)
+
+_REGIONS = ("RET-EC", "RET-SC")
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A position plus how people in it are typically hired (years, age, sex ratio)."""
+
+    code: str
+    name: str
+    hired: tuple[int, int]  # hire-year range
+    age: tuple[int, int]  # age at hire
+    male: float  # share of men
+    rank_and_file: bool = False  # may carry a non-active status in the demo
+
+
+_JOBS: tuple[_Job, ...] = (
+    _Job("CEO", "首席执行官", (2010, 2010), (38, 42), 0.8),
+    _Job("DIVGM", "事业部总经理", (2010, 2014), (32, 44), 0.7),
+    _Job("HRD", "人力资源总监", (2010, 2015), (32, 42), 0.3),
+    _Job("HRS", "人事专员", (2015, 2025), (22, 32), 0.3, True),
+    _Job("TRN", "培训专员", (2016, 2024), (23, 32), 0.4),
+    _Job("RHR", "区域HR", (2014, 2022), (24, 34), 0.3),
+    _Job("FINM", "财务经理", (2011, 2016), (30, 40), 0.4),
+    _Job("ACC", "会计", (2014, 2025), (22, 35), 0.2, True),
+    _Job("CSH", "出纳", (2016, 2025), (22, 32), 0.2, True),
+    _Job("LGM", "法务经理", (2012, 2017), (30, 40), 0.5),
+    _Job("CMP", "合规专员", (2017, 2025), (24, 32), 0.5, True),
+    _Job("CTO", "技术总监", (2011, 2015), (30, 40), 0.9),
+    _Job("DEVL", "开发主管", (2013, 2020), (27, 36), 0.8),
+    _Job("DEV", "开发工程师", (2016, 2026), (22, 32), 0.75, True),
+    _Job("RGM", "区域经理", (2011, 2018), (30, 42), 0.6),
+    _Job("SM", "店长", (2012, 2022), (26, 40), 0.4),
+    _Job("SA", "店员", (2017, 2026), (18, 35), 0.3, True),
+    _Job("CLN", "保洁", (2015, 2026), (38, 52), 0.2, True),
+    _Job("PLM", "厂长", (2010, 2014), (34, 44), 0.9),
+    _Job("WSS", "车间主管", (2012, 2020), (28, 42), 0.85),
+    _Job("TL", "班组长", (2014, 2022), (24, 38), 0.8),
+    _Job("OPR", "普工", (2017, 2026), (18, 40), 0.7, True),
+    _Job("QCL", "质检主管", (2013, 2019), (28, 40), 0.5),
+    _Job("QC", "质检员", (2016, 2026), (20, 35), 0.4, True),
+)
+_JOB = {job.code: job for job in _JOBS}
+
+# Non-active statuses handed out among rank-and-file staff (the rest stay active).
+_STATUS_COUNTS = (("leaving", 9), ("absconded", 4), ("unpaid_leave", 3), ("left", 11))
+
+# Nobody is hired after this day, whenever the demo is loaded (keeps it deterministic).
+_LAST_HIRE = date(2026, 9, 30)
+
+# --- people ----------------------------------------------------------------------
+
+# Common surnames, roughly by frequency (the first ones are drawn more often).
+_SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余"
+    "杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史"
+    "陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+)
+_SURNAME_WEIGHTS = tuple(1.0 / (1 + i / 8) for i in range(len(_SURNAMES)))
+_MALE_GIVEN = (
+    "伟", "强", "磊", "军", "勇", "杰", "涛", "斌", "超", "明", "刚", "辉", "鹏", "飞", "鑫",
+    "波", "宇", "浩", "凯", "健", "俊", "帆", "旭", "龙", "阳", "毅", "峰", "建华", "志强",
+    "建军", "海涛", "俊杰", "晓东", "文博", "国庆", "永刚", "家豪", "志明", "天宇", "明辉",
+    "子豪", "浩然", "宇航", "振华", "立新", "春生", "德明", "嘉伟", "锦程", "思远",
+)
+_FEMALE_GIVEN = (
+    "芳", "娜", "敏", "静", "丽", "艳", "娟", "霞", "燕", "玲", "婷", "雪", "慧", "倩", "洁",
+    "琳", "颖", "萍", "红", "梅", "莉", "欣", "悦", "佳", "秀英", "桂英", "玉兰", "婷婷",
+    "晓燕", "丽娟", "雅琪", "欣怡", "诗涵", "思琪", "佳怡", "雨婷", "晓丽", "春梅", "海燕",
+    "美玲", "丹丹", "文静", "小红", "晓梅", "梦瑶", "嘉欣", "淑华", "秀兰", "凤英", "雅婷",
+)
+
+# Real county-level administrative codes (GB/T 2260): local hires near the workplace,
+# plus the provinces many retail and factory workers come from.
+_LOCAL_AREAS = {
+    "HQ": ("310101", "310104", "310115", "320102", "330106"),
+    "RET-EC": ("310104", "310115", "330106", "330102", "320102", "320508"),
+    "RET-SC": ("440304", "440305", "440106", "440104", "441900"),
+    "MFG": ("320508", "320505", "320506", "320583"),
+}
+_MIGRANT_AREAS = (
+    "410105", "411302", "411502", "340104", "341202", "341602", "510107", "511302",
+    "360102", "360702", "430102", "431102", "520102", "420111", "450102", "370102",
+    "130102", "350102", "210102", "500103",
+)
+
+
+@dataclass
+class _Company:
+    """Builds the demo organisation as unsaved ORM objects."""
+
+    vault: IdNumberVault
+    # Reproducible invented data, not secrets: a seeded PRNG is the point.
+    rng: random.Random = field(default_factory=lambda: random.Random(SEED))  # noqa: S311
+    departments: dict[str, Department] = field(default_factory=dict)
+    positions: dict[str, Position] = field(default_factory=dict)
+    employees: list[Employee] = field(default_factory=list)
+    jobs: dict[int, _Job] = field(default_factory=dict)  # id(employee) -> job
+    picked: dict[str, Employee] = field(default_factory=dict)  # demo username -> employee
+    hr_director: Employee | None = None
+    _names: set[str] = field(default_factory=set)
+    _id_numbers: set[str] = field(default_factory=set)
+
+    def build(self) -> None:
+        for code, name, parent in _DEPARTMENTS:
+            self.departments[code] = Department(
+                code=code, name=name, parent=self.departments[parent] if parent else None
+            )
+        for job in _JOBS:
+            self.positions[job.code] = Position(code=f"P-{job.code}", name=job.name)
+
+        ceo = self.hire("HQ", "CEO")
+        self._headquarters(ceo)
+        self._retail(ceo)
+        self._manufacturing(ceo)
+        self._assign_statuses()
+        self._number_by_hire_date()
+
+    # -- organisation units --------------------------------------------------------
+
+    def _headquarters(self, ceo: Employee) -> None:
+        hrd = self.hr_director = self.hire("HQ-HR", "HRD", ceo)
+        self.crew("HQ-HR", "HRS", hrd, 3)
+        trainers = self.crew("HQ-HR", "TRN", hrd, 2)
+        self.picked["trainer"] = trainers[0]
+
+        finm = self.hire("HQ-FIN", "FINM", ceo)
+        self.crew("HQ-FIN", "ACC", finm, 3)
+        self.crew("HQ-FIN", "CSH", finm, 1)
+
+        lgm = self.hire("HQ-LEGAL", "LGM", ceo)
+        self.crew("HQ-LEGAL", "CMP", lgm, 2)
+
+        cto = self.hire("HQ-IT", "CTO", ceo)
+        for lead in self.crew("HQ-IT", "DEVL", cto, 2):
+            self.crew("HQ-IT", "DEV", lead, self.rng.randint(4, 5))
+
+    def _retail(self, ceo: Employee) -> None:
+        gm = self.hire("RET", "DIVGM", ceo)
+        for region in _REGIONS:
+            rgm = self.hire(region, "RGM", gm)
+            # Regional HR (HRBP): works in the region, reports to the HR director.
+            rhr = self.hire(region, "RHR", self.hr_director)
+            if region == "RET-EC":
+                self.picked["hr"] = rhr
+            for code, _name, parent in _DEPARTMENTS:
+                if parent != region:
+                    continue
+                store_manager = self.hire(code, "SM", rgm)
+                self.crew(code, "SA", store_manager, self.rng.randint(8, 12))
+                self.crew(code, "CLN", store_manager, 1)
+
+    def _manufacturing(self, ceo: Employee) -> None:
+        gm = self.hire("MFG", "DIVGM", ceo)
+        plant = self.hire("MFG-SZ", "PLM", gm)
+        for workshop, leads in (("MFG-SZ-PRS", 2), ("MFG-SZ-ASM", 3)):
+            supervisor = self.hire(workshop, "WSS", plant)
+            first_worker = None
+            for lead in self.crew(workshop, "TL", supervisor, leads):
+                workers = self.crew(workshop, "OPR", lead, self.rng.randint(8, 10))
+                first_worker = first_worker or workers[0]
+            if workshop == "MFG-SZ-ASM":
+                # The demo manager sees team leads (direct) and their workers (indirect);
+                # the demo trainee is one of those workers.
+                self.picked["manager"] = supervisor
+                self.picked["trainee"] = first_worker
+        qc_lead = self.hire("MFG-SZ-QC", "QCL", plant)
+        self.crew("MFG-SZ-QC", "QC", qc_lead, 7)
+
+    def _assign_statuses(self) -> None:
+        demo = {id(e) for e in self.picked.values()}
+        pool = [e for e in self.employees
+                if self.jobs[id(e)].rank_and_file and id(e) not in demo]
+        self.rng.shuffle(pool)
+        start = 0
+        for status, count in _STATUS_COUNTS:
+            for emp in pool[start:start + count]:
+                emp.status = status
+            start += count
+
+    def _number_by_hire_date(self) -> None:
+        """Employee numbers are handed out at hiring, so E0001 is the longest-serving."""
+        self.employees.sort(key=lambda e: e.hire_date)  # stable: ties keep creation order
+        for number, emp in enumerate(self.employees, start=1):
+            emp.employee_no = f"E{number:04d}"
+            emp.email = f"e{number:04d}@demo.example.cn"
+
+    # -- people --------------------------------------------------------------------
+
+    def crew(self, dept: str, job: str, manager: Employee, count: int) -> list[Employee]:
+        return [self.hire(dept, job, manager) for _ in range(count)]
+
+    def hire(self, dept: str, job_code: str, manager: Employee | None = None) -> Employee:
+        job = _JOB[job_code]
+        rng = self.rng
+        male = rng.random() < job.male
+        hired = self._hire_date(job)
+        born = hired - timedelta(days=rng.randint(job.age[0] * 365 + 10, job.age[1] * 365 + 300))
+        id_number = self._id_number(dept, born, male)
+        emp = Employee(
+            name=self._name(male),
+            department=self.departments[dept],
+            position=self.positions[job.code],
+            manager=manager,
+            hire_date=hired,
+            status="active",
+            id_number_cipher=self.vault.encrypt(id_number),
+            id_number_index=self.vault.blind_index(id_number),
+            id_number_masked=idnumber.mask(id_number),
+        )
+        self.employees.append(emp)
+        self.jobs[id(emp)] = job
+        return emp
+
+    def _hire_date(self, job: _Job) -> date:
+        first = date(job.hired[0], 1, 1)
+        last = min(date(job.hired[1], 12, 31), _LAST_HIRE)
+        if job.code == "CEO":
+            return date(2010, 3, 1)
+        return first + timedelta(days=self.rng.randint(0, (last - first).days))
+
+    def _name(self, male: bool) -> str:
+        given = _MALE_GIVEN if male else _FEMALE_GIVEN
+        while True:
+            name = self.rng.choices(_SURNAMES, _SURNAME_WEIGHTS)[0] + self.rng.choice(given)
+            if name not in self._names:  # real firms have namesakes; a demo reads better without
+                self._names.add(name)
+                return name
+
+    def _id_number(self, dept: str, born: date, male: bool) -> str:
+        local = _LOCAL_AREAS[_area_group(dept)]
+        while True:
+            area = (self.rng.choice(local) if self.rng.random() < 0.45
+                    else self.rng.choice(_MIGRANT_AREAS))
+            # The 17th digit is odd for men and even for women.
+            sex_digit = self.rng.choice("13579" if male else "02468")
+            first17 = f"{area}{born:%Y%m%d}{self.rng.randint(0, 99):02d}{sex_digit}"
+            number = next(first17 + c for c in "0123456789X"
+                          if idnumber.validate(first17 + c, today=_LAST_HIRE) is None)
+            if number not in self._id_numbers:
+                self._id_numbers.add(number)
+                return number
+
+
+def _area_group(dept: str) -> str:
+    """Which local area codes fit a department (its region, the factory, or Shanghai HQ)."""
+    for group in ("RET-EC", "RET-SC", "MFG"):
+        if dept.startswith(group):
+            return group
+    return "HQ"
+
+
+# --- loading -----------------------------------------------------------------------
+
+def demo_present(session: Session) -> bool:
+    """Whether the demo was loaded before (its HQ department or its ledger entry exists)."""
+    return bool(
+        session.scalar(select(exists().where(Department.code == DEMO_MARKER_DEPARTMENT)))
+        or session.scalar(select(exists().where(LedgerEntry.kind == LEDGER_KIND)))
+    )
+
+
+def _conflicts(session: Session) -> str | None:
+    """Why the demo cannot be loaded here: never mix invented people into real data."""
+    if session.scalar(select(exists().select_from(Employee))):
+        return "the database already holds employees"
+    if session.scalar(select(exists().select_from(Department))):
+        return "the database already holds departments"
+    if session.scalar(select(exists().select_from(Position))):
+        return "the database already holds positions"
+    taken = session.scalars(
+        select(User.username).where(func.lower(User.username).in_(list(DEMO_PASSWORDS)))
+    ).all()
+    if taken:
+        return f"user name(s) already taken: {', '.join(sorted(taken))}"
+    return None
+
+
+def load_demo(session: Session, vault: IdNumberVault) -> bool:
+    """Create the demo company and its six logins once; return False if already there.
+
+    Does not commit: the caller owns the transaction, so a failure leaves nothing behind.
+    Raises :class:`DemoConflictError` on a database holding other, non-demo data.
+    """
+    if demo_present(session):
+        return False
+    problem = _conflicts(session)
+    if problem:
+        raise DemoConflictError(f"demo data not loaded: {problem}")
+
+    company = _Company(vault)
+    company.build()
+    session.add_all(company.departments.values())
+    session.add_all(company.positions.values())
+    session.add_all(company.employees)
+
+    users = []
+    for username, (password, roles) in DEMO_PASSWORDS.items():
+        employee = company.picked.get(username)
+        user = User(
+            username=username,
+            display_name=employee.name if employee else _ACCOUNT_NAMES[username],
+            email=employee.email if employee else f"{username}@demo.example.cn",
+            password_hash=hash_password(password),
+            employee=employee,
+        )
+        user.set_roles(set(roles))
+        users.append(user)
+    session.add_all(users)
+    session.flush()
+
+    statuses = Counter(e.status for e in company.employees)
+    append(session, kind=LEDGER_KIND, subject="demo", payload={
+        "seed": SEED,
+        "departments": len(company.departments),
+        "positions": len(company.positions),
+        "employees": len(company.employees),
+        "statuses": dict(sorted(statuses.items())),
+        "users": sorted(DEMO_PASSWORDS),
+    })
+    return True

@@ -1,0 +1,197 @@
+"""The demo company (`flask --app wsgi lms demo`): believable, loaded once, usable logins."""
+
+from __future__ import annotations
+
+import functools
+import re
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select
+
+from lms.auth.passwords import hash_password, password_problem
+from lms.auth.permissions import report_ids_query
+from lms.extensions import db
+from lms.ledger import LedgerEntry, verify
+from lms.people import idnumber
+from lms.people.models import EMPLOYEE_STATUSES, Department, Employee, Position, User
+
+
+@pytest.fixture(autouse=True)
+def _hash_each_demo_password_once(monkeypatch):
+    """Real Argon2 hashes, but computed once per password for the whole test run."""
+    monkeypatch.setattr("lms.demo.hash_password", _cached_hash)
+
+
+@functools.cache
+def _cached_hash(password: str) -> str:
+    return hash_password(password)
+
+
+def _load(app) -> bool:
+    from lms.demo import load_demo
+
+    created = load_demo(db.session, app.extensions["id_vault"])
+    db.session.commit()
+    return created
+
+
+def _counts() -> dict[str, int]:
+    return {model.__name__: db.session.scalar(select(func.count()).select_from(model))
+            for model in (Department, Position, Employee, User, LedgerEntry)}
+
+
+def _age_on(born: date, day: date) -> int:
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+def test_demo_company_is_a_believable_hierarchy(app):
+    assert _load(app) is True
+    employees = db.session.scalars(select(Employee)).all()
+    assert 180 <= len(employees) <= 230
+    assert {e.status for e in employees} == set(EMPLOYEE_STATUSES)
+    assert sum(e.status == "active" for e in employees) > 0.8 * len(employees)
+
+    # Exactly one top (the CEO); everyone else's chain of managers ends there.
+    by_id = {e.id: e for e in employees}
+    tops = [e for e in employees if e.manager_id is None]
+    assert [t.position.name for t in tops] == ["首席执行官"]
+    for emp in employees:
+        seen, cur = set(), emp
+        while cur.manager_id is not None:
+            assert cur.id not in seen, f"reporting cycle at {cur.employee_no}"
+            seen.add(cur.id)
+            cur = by_id[cur.manager_id]
+        assert cur is tops[0]
+
+    # Store staff report to their store manager, who reports up to the CEO via the region
+    # manager and the division's general manager.
+    clerk = next(e for e in employees if e.position.name == "店员"
+                 and e.department.name == "杭州西湖店")
+    chain = []
+    cur = clerk
+    while cur.manager is not None:
+        cur = cur.manager
+        chain.append(cur.position.name)
+    assert chain == ["店长", "区域经理", "事业部总经理", "首席执行官"]
+
+    names = set(db.session.scalars(select(Department.name)))
+    assert {"总部", "人力资源部", "财务部", "法务合规部", "信息技术部", "零售事业部", "华东区",
+            "华南区", "上海南京西路店", "杭州西湖店", "深圳福田店", "广州天河店", "制造事业部",
+            "苏州工厂", "冲压车间", "装配车间"} <= names
+    assert {"店长", "店员", "保洁", "区域HR", "车间主管", "普工", "质检员", "开发主管",
+            "开发工程师", "培训专员"} <= set(db.session.scalars(select(Position.name)))
+    assert all(re.fullmatch(r"E\d{4}", e.employee_no) for e in employees)
+    assert all(date(2010, 1, 1) <= e.hire_date <= date(2026, 12, 31) for e in employees)
+
+
+def test_demo_id_numbers_are_valid_unique_encrypted_and_adult_at_hire(app):
+    _load(app)
+    vault = app.extensions["id_vault"]
+    numbers = []
+    for emp in db.session.scalars(select(Employee)):
+        number = vault.decrypt(emp.id_number_cipher)
+        assert idnumber.validate(number) is None, (emp.employee_no, number)
+        assert len(number) == 18
+        assert emp.id_number_masked == idnumber.mask(number)
+        assert emp.id_number_index == vault.blind_index(number)
+        assert number.encode() not in emp.id_number_cipher
+        assert _age_on(idnumber.birth_date(number), emp.hire_date) >= 18, emp.employee_no
+        numbers.append(number)
+    assert len(set(numbers)) == len(numbers)
+
+
+def test_demo_loads_one_ledger_entry_with_counts(app):
+    _load(app)
+    entries = db.session.scalars(select(LedgerEntry)).all()
+    assert [e.kind for e in entries] == ["demo.loaded"]
+    assert f'"employees":{_counts()["Employee"]}' in entries[0].payload
+    assert verify(db.session).ok
+
+
+def test_second_run_changes_nothing_and_keeps_what_users_changed(app):
+    assert _load(app) is True
+    renamed = db.session.scalar(select(Employee).where(Employee.employee_no == "E0042"))
+    renamed.name = "改过的名字"
+    db.session.commit()
+    before = _counts()
+
+    assert _load(app) is False
+
+    assert _counts() == before
+    db.session.expire_all()
+    assert db.session.get(Employee, renamed.id).name == "改过的名字"
+
+
+def test_same_company_on_every_machine(app):
+    from lms.demo import load_demo
+
+    def snapshot():
+        return db.session.execute(
+            select(Employee.employee_no, Employee.name, Employee.hire_date, Employee.status,
+                   Employee.id_number_masked).order_by(Employee.employee_no)
+        ).all()
+
+    load_demo(db.session, app.extensions["id_vault"])
+    first = snapshot()
+    db.session.rollback()  # load_demo never commits: nothing is left behind
+    assert _counts()["Employee"] == 0
+    load_demo(db.session, app.extensions["id_vault"])
+    assert snapshot() == first
+
+
+def test_demo_users_are_linked_to_believable_employees(app):
+    from lms.demo import DEMO_PASSWORDS
+
+    _load(app)
+    users = {u.username: u for u in db.session.scalars(select(User))}
+    assert set(users) == {"trainee", "trainer", "hr", "manager", "admin", "auditor"}
+    for username, (password, roles) in DEMO_PASSWORDS.items():
+        assert users[username].has_role(username)
+        assert users[username].roles == frozenset(roles)
+        assert len(password) >= 10 and password_problem(password, username=username) is None
+
+    assert users["trainee"].employee.position.name in {"普工", "店员"}
+    assert users["trainer"].employee.position.name == "培训专员"
+    assert users["trainer"].employee.department.name == "人力资源部"
+    assert users["hr"].employee.position.name in {"区域HR", "人事专员"}
+    manager = users["manager"].employee
+    assert manager.position.name in {"店长", "车间主管"}
+    for user in users.values():
+        assert user.employee is None or user.employee.status == "active"
+        assert user.employee is None or user.display_name == user.employee.name
+
+    team = set(db.session.scalars(report_ids_query(manager.id)))
+    direct = set(db.session.scalars(select(Employee.id).where(Employee.manager_id == manager.id)))
+    assert direct and team - direct  # direct and indirect reports
+    assert users["trainee"].employee_id in team
+
+
+def test_cli_prints_logins_that_reach_the_home_page(app, client):
+    result = app.test_cli_runner().invoke(args=["lms", "demo"])
+    assert result.exit_code == 0, result.output
+    printed = dict(re.findall(r"^\s+(\w+)\s+(\S+)\s+\S", result.output, re.MULTILINE))
+    assert set(printed) == {"trainee", "trainer", "hr", "manager", "admin", "auditor"}
+
+    for username, password in printed.items():
+        resp = client.login(username, password)
+        assert resp.status_code == 302, username
+        home = client.get("/")
+        assert home.status_code == 200, username
+        user = db.session.scalar(select(User).where(User.username == username))
+        assert user.display_name in home.get_data(as_text=True)
+        client.logout()
+
+    again = app.test_cli_runner().invoke(args=["lms", "demo"])
+    assert again.exit_code == 0
+    assert "already present" in again.output
+    assert all(p in again.output for p in printed.values())
+
+
+def test_cli_refuses_to_mix_demo_people_into_real_data(app, people):
+    people.employee("真实员工")
+    result = app.test_cli_runner().invoke(args=["lms", "demo"])
+    assert result.exit_code != 0
+    assert "already holds employees" in result.output
+    assert _counts()["Employee"] == 1
+    assert _counts()["User"] == 0
