@@ -9,7 +9,7 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
-from lms.auth.passwords import hash_password, password_problem
+from lms.auth.passwords import hash_password, password_problem, password_problem_message
 from lms.extensions import db
 from lms.ledger import append, verify
 from lms.people.models import ROLES, User
@@ -39,6 +39,18 @@ def demo_command() -> None:
         click.echo(f"  {username:<10} {password:<18} {', '.join(roles)}")
 
 
+@lms_cli.command("tick")
+def tick_command() -> None:
+    """Run the scheduled work once (idempotent; cron it every few minutes)."""
+    from lms.dbtypes import utcnow
+    from lms.housekeeping import run_housekeeping
+
+    result = run_housekeeping(db.session, utcnow())
+    db.session.commit()
+    click.echo(f"housekeeping: {result.stale_imports_deleted} stale staged imports deleted, "
+               f"{result.login_failures_pruned} old login failures pruned")
+
+
 @lms_cli.command("create-user")
 @click.option("--username", prompt="Username")
 @click.option("--name", "display_name", prompt="Display name")
@@ -53,7 +65,7 @@ def create_user_command(username: str, display_name: str, roles: tuple[str, ...]
         raise click.ClickException(f"user {username!r} already exists")
     problem = password_problem(password, username=username)
     if problem:
-        raise click.ClickException(f"password refused: {problem}")
+        raise click.ClickException(f"password refused: {password_problem_message(problem)}")
     user = User(username=username, display_name=display_name.strip() or username,
                 password_hash=hash_password(password))
     user.set_roles(set(roles))

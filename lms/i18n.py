@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from flask import current_app, request, session
+from flask import current_app, has_request_context, request, session
 from flask_babel import format_date, format_datetime
 from flask_login import current_user
 
 
 def select_locale() -> str:
     languages = current_app.config["LANGUAGES"]
+    if not has_request_context():  # CLI and background work speak the default language
+        return current_app.config["BABEL_DEFAULT_LOCALE"]
     chosen = session.get("lang")
     if chosen in languages:
         return chosen
     user = current_user if current_user and current_user.is_authenticated else None
     if user is not None and user.locale in languages:
         return user.locale
-    asked = request.args.get("lang") if request else None
+    asked = request.args.get("lang")
     if asked in languages:
         return asked
     return current_app.config["BABEL_DEFAULT_LOCALE"]

@@ -24,15 +24,14 @@ from flask.testing import FlaskClient
 os.environ.setdefault("SECRET_KEY", "test-secret-key-" + "x" * 32)
 os.environ.setdefault("ID_NUMBER_KEY", Fernet.generate_key().decode())
 
+from support import ON_POSTGRES, PASSWORD, PG_URL
+
 from lms.app import create_app
 from lms.auth.passwords import hash_password
 from lms.extensions import db
 from lms.ledger_core import GENESIS_HASH
 from lms.people.models import Department, Employee, Position, User
 
-PG_URL = os.environ.get("DATABASE_URL", "")
-ON_POSTGRES = PG_URL.startswith("postgres")
-PASSWORD = "correct-horse-battery"
 _PASSWORD_HASH = hash_password(PASSWORD)
 
 TRIGGERED_TABLES = ("ledger_entries", "ledger_head")

@@ -25,6 +25,7 @@ __all__ = [
     "ImportResult",
     "RowError",
     "decode_upload",
+    "id_numbers_in",
     "parse_date",
     "parse_employee_csv",
     "parse_status",
@@ -90,6 +91,7 @@ class ImportResult:
     rows: list[EmployeeRow] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
     warnings: list[RowError] = field(default_factory=list)
+    record_count: int = 0  # data rows in the file, valid or not
 
     @property
     def ok(self) -> bool:
@@ -311,6 +313,13 @@ def _q(value: str) -> str:
     return f"“{value}”"
 
 
+def _parse_ymd(text: str) -> date | None:
+    try:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return None
+
+
 def _age_on(born: date, day: date) -> int:
     return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
 
@@ -332,23 +341,8 @@ class _Draft:
     email: str | None = None
 
 
-def parse_employee_csv(
-    text: str,
-    *,
-    known_departments: Mapping[str, int],
-    known_positions: Mapping[str, int],
-    existing_employee_nos: Collection[str],
-    existing_id_numbers: Mapping[str, str],
-    today: date,
-    max_rows: int = DEFAULT_MAX_ROWS,
-) -> ImportResult:
-    """Validate an employee CSV (already decoded) against the given lookups.
-
-    ``known_positions`` maps both position codes and names to ids;
-    ``existing_id_numbers`` maps a normalized ID number to the employee_no
-    holding it. Raises :class:`ImportFileError` for file-level problems; every
-    row-level problem is collected into ``ImportResult.errors``.
-    """
+def _read_records(text: str, max_rows: int) -> tuple[_Columns, list[tuple[int, list[str]]]]:
+    """Split the file into mapped headers and (Excel row, cells) records; file-level checks."""
     lines = text.splitlines()
     header_line = next((ln for ln in lines if _strip_invisible(ln)), None)
     if header_line is None:
@@ -384,15 +378,65 @@ def parse_employee_csv(
     for index in sorted(columns.ignored):
         if any(index < len(cells) and _strip_invisible(cells[index]) for _, cells in records):
             raise ImportFileError(f"第 {index + 1} 列有数据但没有表头，请补上列名或删除该列")
+    return columns, records
 
-    return _Validator(
+
+def id_numbers_in(text: str, *, today: date, max_rows: int = DEFAULT_MAX_ROWS) -> set[str]:
+    """The valid ID numbers of a file, in 18-digit form, without checking anything else.
+
+    The database keeps only a keyed blind index of each ID number, so the caller looks
+    these up in one bulk query to build ``existing_id_numbers`` instead of decrypting
+    every stored number. Raises :class:`ImportFileError` like :func:`parse_employee_csv`.
+    """
+    columns, records = _read_records(text, max_rows)
+    index = columns.by_field.get("id_number")
+    if index is None:
+        return set()
+    found: set[str] = set()
+    for _, cells in records:
+        raw = _strip_invisible(cells[index]) if index < len(cells) else ""
+        if not raw or _RE_SCIENTIFIC.fullmatch(raw):
+            continue
+        number = idnumber.to_18_digits(idnumber.normalize(raw.removeprefix("'")), today=today)
+        if number is not None:
+            found.add(number)
+    return found
+
+
+def parse_employee_csv(
+    text: str,
+    *,
+    known_departments: Mapping[str, int],
+    known_positions: Mapping[str, int],
+    existing_employee_nos: Collection[str],
+    existing_id_numbers: Mapping[str, str],
+    today: date,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    existing_managers: Mapping[str, str] | None = None,
+) -> ImportResult:
+    """Validate an employee CSV (already decoded) against the given lookups.
+
+    ``known_positions`` maps both position codes and names to ids;
+    ``existing_id_numbers`` maps a normalized ID number to the employee_no
+    holding it. ``existing_managers`` maps the employee_no of existing employees
+    to their current manager's employee_no, so that a manager chain closing a loop
+    through people not in the file is caught too (a row with a blank manager cell
+    is taken to keep its current manager). Raises :class:`ImportFileError` for
+    file-level problems; every row-level problem is collected into
+    ``ImportResult.errors``.
+    """
+    columns, records = _read_records(text, max_rows)
+    result = _Validator(
         columns=columns,
         known_departments=known_departments,
         known_positions=known_positions,
         existing_employee_nos=frozenset(existing_employee_nos),
         existing_id_numbers=existing_id_numbers,
+        existing_managers=existing_managers or {},
         today=today,
     ).run(records)
+    result.record_count = len(records)
+    return result
 
 
 class _Validator:
@@ -406,9 +450,11 @@ class _Validator:
         known_positions: Mapping[str, int],
         existing_employee_nos: frozenset[str],
         existing_id_numbers: Mapping[str, str],
+        existing_managers: Mapping[str, str],
         today: date,
     ) -> None:
         self.columns = columns
+        self.existing_managers = existing_managers
         self.known_departments = known_departments
         self.known_positions = known_positions
         self.existing_employee_nos = existing_employee_nos
@@ -608,7 +654,10 @@ class _Validator:
             self.error(draft.row, "id_number", f"身份证号 {idnumber.mask(number)} 无效：{reason}")
             return
 
-        key = idnumber.to_18_digits(number, today=self.today) or number
+        # Already validated: an 18-digit number is its own key (skip a second validation,
+        # which matters on 20,000-row files).
+        key = number if len(number) == 18 else idnumber.to_18_digits(number, today=self.today)
+        assert key is not None
         first = self.first_by_id.setdefault(key, (draft.row, draft.employee_no))
         if first[0] != draft.row:
             first_row, first_no = first
@@ -645,7 +694,11 @@ class _Validator:
         """Cross-check hire date against the birth date embedded in the ID number."""
         if draft.id_number is None or draft.hire_date is None:
             return
-        born = idnumber.birth_date(draft.id_number, today=self.today)
+        # id_number passed validate(), so its 18-digit form carries a real birth date.
+        key = draft.id_number
+        if len(key) != 18:
+            key = idnumber.to_18_digits(key, today=self.today) or ""
+        born = _parse_ymd(key[6:14]) if len(key) == 18 else None
         if born is None:
             return
         if draft.hire_date < born:
@@ -666,11 +719,13 @@ class _Validator:
             )
 
     def check_managers(self, drafts: list[_Draft]) -> None:
-        """Managers must exist, must not be the employee, and must not loop within the file."""
+        """Managers must exist, must not be the employee, and must not form a loop, either
+        within the file or together with the managers existing employees already have."""
         if "manager_no" not in self.columns.by_field:
             return
         in_file = self.first_row_by_employee_no
-        graph: dict[str, str] = {}
+        # Start from the current reporting lines; rows of the file replace their own.
+        graph: dict[str, str] = dict(self.existing_managers)
         for draft in drafts:
             manager = draft.manager_no
             if manager is None:
@@ -685,14 +740,15 @@ class _Validator:
                     f"直属上级工号 {_q(manager)} 不存在：既不在本文件中，也不是系统中的现有员工",
                 )
                 draft.manager_no = None
-            elif draft.employee_no is not None and manager in in_file:
+            elif draft.employee_no is not None:
                 graph[draft.employee_no] = manager
 
         # Each node has at most one outgoing edge, so walk chains and mark cycles.
         row_of = {d.employee_no: d.row for d in drafts if d.employee_no is not None}
         state: dict[str, int] = {}  # 1 = on current path, 2 = done
         reported: set[str] = set()
-        for start in graph:
+        # The file's own rows first, so a reported chain starts at the row being fixed.
+        for start in [*(no for no in row_of if no in graph), *graph]:
             path: list[str] = []
             node: str | None = start
             while node is not None and node in graph and state.get(node) is None:
@@ -703,7 +759,8 @@ class _Validator:
                 cycle = path[path.index(node) :]
                 chain = " → ".join([*cycle, node])
                 for member in cycle:
-                    if member not in reported:
+                    # A loop among existing employees only is not this file's doing.
+                    if member not in reported and member in row_of:
                         reported.add(member)
                         self.error(row_of[member], "manager_no", f"直属上级关系形成循环：{chain}")
             for visited in path:

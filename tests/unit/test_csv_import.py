@@ -578,3 +578,51 @@ def test_gbk_file_end_to_end_with_errors() -> None:
     result = parse(decode_upload(data))
     [error] = result.errors
     assert (error.row, error.field) == (3, "状态") and "休假" in error.message
+
+
+# ---------------------------------------------------------------------------
+# Helpers for the database half: ID numbers to look up, existing reporting lines
+# ---------------------------------------------------------------------------
+
+
+def test_id_numbers_in_returns_valid_numbers_in_18_digit_form() -> None:
+    old = "440305900307123"  # 15-digit form of a 1990 number
+    rows = (
+        f"E001,张三,D01,,,2024-03-01,在职,{ID_A},",
+        f"E002,李四,D01,,,2024-03-01,在职,{old},",
+        "E003,王五,D01,,,2024-03-01,在职,4.40305E+17,",  # Excel-mangled: skipped
+        "E004,赵六,D01,,,2024-03-01,在职,12345,",  # invalid: skipped
+        "E005,钱七,D01,,,2024-03-01,在职,,",
+    )
+    found = csv_import.id_numbers_in(csv_text(*rows), today=TODAY)
+    assert found == {ID_A, idnumber.to_18_digits(old)}
+
+
+def test_id_numbers_in_without_id_column() -> None:
+    text = csv_text("E001,张三,D01,2024-03-01,在职", header="工号,姓名,部门编码,入职日期,状态")
+    assert csv_import.id_numbers_in(text, today=TODAY) == set()
+
+
+def test_manager_loop_through_existing_employees() -> None:
+    header = "工号,姓名,部门编码,直属上级工号,入职日期,状态"
+    # In the database X2 reports to X1; the file makes X1 report to X2.
+    result = parse(
+        csv_text("X1,甲,D01,X2,2024-03-01,在职", header=header),
+        existing_employee_nos={"X1", "X2"},
+        existing_managers={"X2": "X1"},
+    )
+    [error] = result.errors
+    assert error.row == 2 and "循环" in error.message and "X1 → X2 → X1" in error.message
+
+
+def test_existing_reporting_lines_without_loop_are_fine() -> None:
+    header = "工号,姓名,部门编码,直属上级工号,入职日期,状态"
+    result = parse(
+        csv_text("X3,丙,D01,X2,2024-03-01,在职", "X2,乙,D01,,2024-03-01,在职", header=header),
+        existing_employee_nos={"X1", "X2"},
+        # A loop among existing employees only is not reported against this file's rows
+        # unless a row of the file is part of it.
+        existing_managers={"X2": "X1", "Y1": "Y2", "Y2": "Y1"},
+    )
+    assert result.ok, result.errors
+    assert result.record_count == 2

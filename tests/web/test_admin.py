@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import PASSWORD
 from sqlalchemy import func, select
+from support import PASSWORD
 
 from lms.auth.models import UserSession
 from lms.extensions import db

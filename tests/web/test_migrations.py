@@ -13,14 +13,13 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import func, select, text
+from support import ON_POSTGRES
 
 from lms.app import MIGRATIONS_DIR, create_app
 from lms.auth.passwords import hash_password
 from lms.extensions import db
 from lms.ledger import append
 from lms.people.models import Department, Employee, User, UserRole
-
-from conftest import ON_POSTGRES
 
 
 @pytest.fixture
