@@ -24,11 +24,11 @@ from cryptography.fernet import Fernet
 os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 40)
 os.environ.setdefault("ID_NUMBER_KEY", Fernet.generate_key().decode())
 
-from flask_migrate import upgrade  # noqa: E402
+from flask_migrate import upgrade
 
-from lms.app import create_app  # noqa: E402
-from lms.extensions import db  # noqa: E402
-from lms.ledger import append, verify  # noqa: E402
+from lms.app import create_app
+from lms.extensions import db
+from lms.ledger import append, verify
 
 PG = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

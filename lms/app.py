@@ -64,6 +64,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
 def _register_models() -> None:
     """Import every model module so the metadata (and Alembic) sees all tables."""
+    import courses.models  # noqa: F401
     import lms.auth.models
     import lms.ledger
     import lms.people.importer
@@ -72,13 +73,15 @@ def _register_models() -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from courses.authoring_views import bp as authoring_bp
+    from courses.learning_views import bp as learning_bp
     from lms.admin.views import bp as admin_bp
     from lms.auth.views import bp as auth_bp
     from lms.home import bp as home_bp
     from lms.ledger_views import bp as ledger_bp
     from lms.people.views import bp as people_bp
 
-    for bp in (auth_bp, home_bp, people_bp, admin_bp, ledger_bp):
+    for bp in (auth_bp, home_bp, people_bp, admin_bp, ledger_bp, authoring_bp, learning_bp):
         app.register_blueprint(bp)
 
 

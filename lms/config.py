@@ -75,6 +75,8 @@ def load_config(instance_path: Path) -> dict:
         "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",
         "LANGUAGES": {"zh_CN": "中文", "en": "English"},
         "IMPORT_MAX_ROWS": int(os.environ.get("IMPORT_MAX_ROWS", "20000")),
+        "MEDIA_ROOT": os.environ.get("MEDIA_ROOT") or str(instance_path / "media"),
+        "MAX_VIDEO_MB": int(os.environ.get("MAX_VIDEO_MB", "500")),
         # Number of reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust.
         "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0")),
     }

@@ -11,10 +11,11 @@ concurrent appends can never chain onto the same predecessor. UPDATE and DELETE 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String, Text, select, update
+from sqlalchemy import ForeignKey, Integer, String, Text, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from lms.dbtypes import UTCDateTime, utcnow
@@ -66,19 +67,23 @@ def append(
     payload: dict[str, Any],
     actor_id: int | None = None,
 ) -> LedgerEntry:
-    """Append one entry in the caller's transaction (the caller commits)."""
+    """Append one entry in the caller's transaction (the caller commits).
+
+    Three statements: claim the next sequence (the UPDATE takes the head-row lock and
+    RETURNING hands back the new number with the predecessor's hash), insert the entry,
+    move the head's hash.
+    """
     claimed = session.execute(
         update(LedgerHead).where(LedgerHead.id == 1).values(seq=LedgerHead.seq + 1)
+        .returning(LedgerHead.seq, LedgerHead.hash)
         .execution_options(synchronize_session=False)
-    )
-    if claimed.rowcount != 1:
+    ).first()
+    if claimed is None:
         raise RuntimeError("ledger_head row is missing: run the database migrations")
-    seq, prev_seq_hash = session.execute(
-        select(LedgerHead.seq, LedgerHead.hash).where(LedgerHead.id == 1)
-    ).one()
+    seq, prev_hash = claimed
     fields = EntryFields(seq=seq, at=utcnow(), actor_id=actor_id, kind=kind,
                          subject=subject, payload=canonical_json(payload),
-                         prev_hash=prev_seq_hash)
+                         prev_hash=prev_hash)
     entry = LedgerEntry(seq=fields.seq, at=fields.at, actor_id=actor_id, kind=kind,
                         subject=subject, payload=fields.payload, prev_hash=fields.prev_hash,
                         hash=entry_hash(fields))
@@ -91,16 +96,48 @@ def append(
     return entry
 
 
-def _stream(session: Session) -> Iterator[tuple[EntryFields, str]]:
-    rows = session.execute(
-        select(LedgerEntry).order_by(LedgerEntry.seq).execution_options(yield_per=1000)
-    ).scalars()
-    for entry in rows:
-        yield entry.fields(), entry.hash
-        session.expunge(entry)
+def _stream(session: Session, upto: int) -> Iterator[tuple[EntryFields, str]]:
+    """Entries 1..``upto`` in order, in constant memory; the cursor is closed even when
+    the walk stops early at a break (an open cursor would pin an old snapshot)."""
+    result = session.execute(
+        select(LedgerEntry).where(LedgerEntry.seq <= upto).order_by(LedgerEntry.seq)
+        .execution_options(yield_per=1000)
+    )
+    try:
+        for entry in result.scalars():
+            yield entry.fields(), entry.hash
+            session.expunge(entry)
+    finally:
+        result.close()
+
+
+def _head(session: Session) -> tuple[int, str] | None:
+    row = session.execute(select(LedgerHead.seq, LedgerHead.hash).where(LedgerHead.id == 1)).first()
+    return (row.seq, row.hash) if row else None
 
 
 def verify(session: Session) -> ChainCheck:
-    """Recompute the whole chain in constant memory and compare it with the head row."""
-    head = session.execute(select(LedgerHead.seq, LedgerHead.hash).where(LedgerHead.id == 1)).first()
-    return verify_chain(_stream(session), expected_head=tuple(head) if head else None)
+    """Recompute the whole chain in constant memory and compare it with the head row.
+
+    The head is read first and only entries up to it are walked: each statement may see
+    a newer snapshot (PostgreSQL READ COMMITTED, SQLite outside a transaction), and an
+    append committed meanwhile must not look like a chain longer than its head. Entries
+    found beyond the head are a break only if a fresh read of the head still does not
+    cover them (a row inserted without going through ``append``).
+    """
+    head = _head(session)
+    with closing(_stream(session, upto=head[0] if head else 2**31 - 1)) as stream:
+        check = verify_chain(stream, expected_head=head)
+    if not check.ok:
+        return check
+    if head is None:  # the row appenders lock was deleted: a cut tail could not be seen
+        return ChainCheck(False, check.count, check.head_hash, check.count + 1,
+                          "the ledger head record is missing")
+    beyond = session.scalar(select(func.min(LedgerEntry.seq)).where(LedgerEntry.seq > head[0]))
+    if beyond is not None:
+        fresh = _head(session)
+        if fresh is None or fresh[0] < beyond:
+            return ChainCheck(False, check.count, check.head_hash, beyond,
+                              f"entry {beyond} lies beyond the head record, which ends at "
+                              f"{fresh[0] if fresh else head[0]}")
+    return check

@@ -43,7 +43,12 @@ class EntryFields:
     prev_hash: str
 
 
-def entry_hash(fields: EntryFields) -> str:
+def hashed_text(fields: EntryFields) -> str:
+    """The exact text an entry's hash is taken over (its UTF-8 bytes are hashed).
+
+    Public so the auditor pages can show it: anyone can recompute a hash from it with
+    any SHA-256 tool, without trusting this code.
+    """
     body = canonical_json(
         {
             "seq": fields.seq,
@@ -54,7 +59,11 @@ def entry_hash(fields: EntryFields) -> str:
             "payload": fields.payload,
         }
     )
-    return hashlib.sha256(f"{fields.prev_hash}\n{body}".encode()).hexdigest()
+    return f"{fields.prev_hash}\n{body}"
+
+
+def entry_hash(fields: EntryFields) -> str:
+    return hashlib.sha256(hashed_text(fields).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)

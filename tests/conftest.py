@@ -57,7 +57,7 @@ class Database:
     def empty_url(self) -> str:
         """A brand-new, unmigrated database (for migration tests)."""
         if ON_POSTGRES:
-            schema = f"lms_test_{uuid.uuid4().hex[:12]}"
+            schema = f"lms_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
             engine = sa.create_engine(pg_url_with_schema("public").split("?")[0].replace(
                 "postgresql://", "postgresql+psycopg://"))
             with engine.begin() as conn:
@@ -67,6 +67,22 @@ class Database:
             return pg_url_with_schema(schema)
         path = self.tmp / f"empty-{uuid.uuid4().hex[:8]}.sqlite3"
         return f"sqlite:///{path}"
+
+    @staticmethod
+    def drop_orphans() -> None:
+        """Drop schemas left by earlier runs that were killed (their process is gone)."""
+        from lms.config import normalize_database_url
+
+        engine = sa.create_engine(normalize_database_url(PG_URL))
+        with engine.begin() as conn:
+            names = conn.exec_driver_sql(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'lms_test_%%'"
+            ).scalars().all()
+            for name in names:
+                pid = name.split("_")[2]
+                if pid.isdigit() and not _alive(int(pid)):
+                    conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        engine.dispose()
 
     def drop_all(self) -> None:
         if not self.schemas:
@@ -78,6 +94,16 @@ class Database:
             for schema in self.schemas:
                 conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         engine.dispose()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def migrate_to_head(url: str) -> None:
@@ -92,6 +118,8 @@ def migrate_to_head(url: str) -> None:
 @pytest.fixture(scope="session")
 def databases(tmp_path_factory) -> Iterator[Database]:
     dbs = Database(tmp_path_factory.mktemp("db"))
+    if ON_POSTGRES:
+        dbs.drop_orphans()
     url = dbs.empty_url()
     migrate_to_head(url)
     if ON_POSTGRES:
@@ -150,7 +178,7 @@ def app(database_url: str, tmp_path: Path):
         "SQLALCHEMY_DATABASE_URI": database_url,
         "TESTING": True,
         "SERVER_NAME": "localhost",
-        "INSTANCE_DIR": str(tmp_path),
+        "MEDIA_ROOT": str(tmp_path / "media"),
     })
     app.test_client_class = FreshContextClient
     with app.app_context():

@@ -10,7 +10,7 @@ from pathlib import Path
 from babel.messages.pofile import read_po
 
 ROOT = Path(__file__).resolve().parents[2]
-PO = ROOT / "lms" / "translations" / "zh_CN" / "LC_MESSAGES" / "messages.po"
+PO = ROOT / "lms" / "translations" / "zh_Hans_CN" / "LC_MESSAGES" / "messages.po"
 PLACEHOLDER = re.compile(r"%\(\w+\)[sdif]")
 
 
@@ -21,14 +21,14 @@ def _ids(message) -> tuple:
 def test_every_string_in_the_sources_is_translated_to_chinese(tmp_path):
     pot = tmp_path / "messages.pot"
     subprocess.run(
-        [sys.executable, "-m", "babel.messages.frontend", "extract", "-q", "-F", "babel.cfg",
+        [sys.executable, "-m", "babel.messages.frontend", "extract", "-F", "babel.cfg",
          "-k", "_l", "-k", "lazy_gettext", "-o", str(pot), "."],
         cwd=ROOT, check=True, capture_output=True,
     )
     with pot.open("rb") as fh:
         wanted = {m.id for m in read_po(fh) if m.id}
     with PO.open("rb") as fh:
-        catalog = read_po(fh, locale="zh_CN")
+        catalog = read_po(fh, locale="zh_Hans_CN")
     have = {m.id: m for m in catalog if m.id}
     missing = sorted(str(i) for i in wanted if i not in have)
     assert not missing, f"not in the zh_CN catalog (run pybabel update): {missing[:20]}"
@@ -42,7 +42,7 @@ def test_every_string_in_the_sources_is_translated_to_chinese(tmp_path):
 
 def test_translations_keep_their_placeholders():
     with PO.open("rb") as fh:
-        catalog = read_po(fh, locale="zh_CN")
+        catalog = read_po(fh, locale="zh_Hans_CN")
     for message in catalog:
         if not message.id:
             continue

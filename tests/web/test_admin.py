@@ -75,15 +75,15 @@ def test_duplicate_username_is_refused_clearly(client, people, admin):
     resp = client.post("/admin/users/new", new_user_form(username="WANG.WU"),
                        token_from="/admin/users/new")
     assert resp.status_code == 400
-    assert "already taken" in resp.get_data(as_text=True)
+    assert "用户名 wang.wu 已被占用。" in resp.get_data(as_text=True)
     assert db.session.scalar(select(func.count()).select_from(User)) == 2
     assert ledger("user.created") == []
 
 
 @pytest.mark.parametrize(("password", "message"), [
-    ("short1", "Use at least 10 characters."),
-    ("xxwang.wuxx", "must not contain the username"),
-    ("aaaaaaaaaaab", "too simple"),
+    ("short1", "请至少使用 10 个字符。"),
+    ("xxwang.wuxx", "密码不得包含用户名。"),
+    ("aaaaaaaaaaab", "密码过于简单。"),
 ])
 def test_weak_initial_password_is_refused(client, admin, password, message):
     resp = client.post("/admin/users/new",
@@ -107,7 +107,7 @@ def test_employee_link_must_exist_and_be_free(client, people, admin):
                        token_from="/admin/users/new")
     assert resp.status_code == 400
     html = resp.get_data(as_text=True)
-    assert "already linked" in html and "zhaoliu" in html
+    assert "员工 E8001 已关联到用户 zhaoliu。" in html
     assert user_named("wang.wu") is None
 
 
@@ -115,7 +115,7 @@ def test_at_least_one_role_is_required(client, admin):
     resp = client.post("/admin/users/new", new_user_form(roles=[]),
                        token_from="/admin/users/new")
     assert resp.status_code == 400
-    assert "Choose at least one role." in resp.get_data(as_text=True)
+    assert "请至少选择一个角色。" in resp.get_data(as_text=True)
     assert user_named("wang.wu") is None
 
 
@@ -183,7 +183,7 @@ def test_password_reset_applies_the_policy(client, people, admin):
     resp = client.post(page, {"action": "reset_password", "new_password": "short",
                               "confirm": "short"}, token_from=page)
     assert resp.status_code == 400
-    assert "Use at least 10 characters." in resp.get_data(as_text=True)
+    assert "请至少使用 10 个字符。" in resp.get_data(as_text=True)
     assert ledger("user.password_reset") == []
 
 
@@ -191,13 +191,13 @@ def test_admin_cannot_disable_self_or_drop_own_admin_role(client, admin):
     page = f"/admin/users/{admin.id}"
     resp = client.post(page, {"action": "disable"}, token_from=page)
     assert resp.status_code == 400
-    assert "cannot disable your own account" in resp.get_data(as_text=True)
+    assert "您不能停用自己的账号。" in resp.get_data(as_text=True)
     assert client.get("/admin/users").status_code == 200  # still logged in
 
     resp = client.post(page, {"action": "save", "display_name": "root", "roles": ["trainee"]},
                        token_from=page)
     assert resp.status_code == 400
-    assert "cannot remove your own administrator role" in resp.get_data(as_text=True)
+    assert "您不能移除自己的管理员角色。" in resp.get_data(as_text=True)
     assert user_named("root").roles == {"admin"}
     assert ledger("user.disabled") == [] and ledger("user.roles_changed") == []
 

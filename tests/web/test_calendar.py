@@ -101,10 +101,10 @@ def test_cli_rejects_bad_dates_clearly(cli, bad):
 def test_page_rejects_bad_input_clearly(client, admin):
     resp = client.get("/tools/due-date?start=2026-02-30&days=3")
     assert resp.status_code == 400
-    assert "Enter a real date as YYYY-MM-DD" in resp.get_data(as_text=True)
+    assert "请按 YYYY-MM-DD 格式输入有效日期，例如 2026-10-08。" in resp.get_data(as_text=True)
     resp = client.get("/tools/due-date?start=2026-02-03&days=-4")
     assert resp.status_code == 400
-    assert "from 0 to 1000" in resp.get_data(as_text=True)
+    assert "请输入 0 到 1000 之间的工作日天数。" in resp.get_data(as_text=True)
 
 
 def test_undeclared_2027_is_an_error_not_a_guess(cli, client, admin):
@@ -153,26 +153,26 @@ def test_year_declaration_is_refused_when_pointless_or_repeated(client, admin):
     resp = client.post("/admin/calendar/years", {"year": "2026", "note": "x"},
                        token_from="/admin/calendar")
     assert resp.status_code == 400
-    assert "already in the statutory holiday data" in resp.get_data(as_text=True)
+    assert "2026 年已包含在法定节假日数据中，无需确认。" in resp.get_data(as_text=True)
 
     client.post("/admin/calendar/years", {"year": "2027", "note": "x"},
                 token_from="/admin/calendar")
     resp = client.post("/admin/calendar/years", {"year": "2027", "note": "again"},
                        token_from="/admin/calendar")
     assert resp.status_code == 400
-    assert "2027 is already declared" in resp.get_data(as_text=True)
+    assert "2027 年已确认过。" in resp.get_data(as_text=True)
     assert db.session.scalar(select(CalendarYear.note).where(CalendarYear.year == 2027)) == "x"
 
 
 def test_override_needs_a_note_and_a_free_date(client, admin):
     resp = add_override(client, "2026-09-29", False, "")
     assert resp.status_code == 400
-    assert "Enter a note" in resp.get_data(as_text=True)
+    assert "请填写备注，说明调整这一天的原因。" in resp.get_data(as_text=True)
 
     add_override(client, "2026-09-29", False, "台风停工")
     resp = add_override(client, "2026-09-29", True, "补班")
     assert resp.status_code == 400
-    assert "2026-09-29 already has an override" in resp.get_data(as_text=True)
+    assert "2026-09-29 已有调整；如需修改，请先删除原有调整。" in resp.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.get(WorkdayOverride, date(2026, 9, 29)).note == "台风停工"
 

@@ -110,7 +110,7 @@ def test_utf8_bom_upload_preview_and_apply_writes_all_rows_and_ledger(client, hr
     assert employee_count() == 0  # nothing written before apply
 
     done = apply(client, import_id)
-    assert "3 employees created" in done.get_data(as_text=True)
+    assert "新建员工 3 人，更新 0 人，未变更 0 人。" in done.get_data(as_text=True)
     db.session.expire_all()
     rows = {e.employee_no: e for e in db.session.execute(select(Employee)).scalars()}
     assert set(rows) == {"E100", "E200", "E300"}
@@ -165,11 +165,11 @@ def test_errors_are_listed_by_row_and_nothing_can_be_applied(client, hr):
     assert "休假" in html and "校验位错误" in html
     assert 'data-row="2"' not in html
     assert 'name="fingerprint"' not in html  # no apply button
-    assert "5 problems found" in html
+    assert "发现 5 个问题，无法导入任何数据" in html
 
     resp = client.post(f"/hr/import/{import_id}/apply", {"fingerprint": "x" * 64},
                        token_from=f"/hr/import/{import_id}", follow_redirects=True)
-    assert "no longer valid" in resp.get_data(as_text=True)
+    assert "该文件已不再有效" in resp.get_data(as_text=True)
     assert employee_count() == 0
     assert db.session.get(EmployeeImport, import_id).applied_at is None
 
@@ -191,7 +191,7 @@ def test_revalidation_refuses_when_data_changed_after_preview(client, hr, people
     # Meanwhile someone else creates E300 by hand: the preview's "3 new" is now wrong.
     people.employee("王五", employee_no="E300")
     resp = apply(client, import_id, fp)
-    assert "changed since you looked at the preview" in resp.get_data(as_text=True)
+    assert "您查看预览后，系统数据发生了变化" in resp.get_data(as_text=True)
     assert employee_count() == 1
     assert ledger_entries("employees.imported") == []
     assert db.session.get(EmployeeImport, import_id).applied_at is None
@@ -205,7 +205,7 @@ def test_revalidation_refuses_when_rows_became_invalid(client, hr, org):
     db.session.commit()
     resp = apply(client, import_id, fp)
     html = resp.get_data(as_text=True)
-    assert "no longer valid" in html
+    assert "该文件已不再有效" in html
     assert "STORE1" in html  # the preview now lists the rows that broke
     assert employee_count() == 0
 
@@ -227,7 +227,7 @@ def test_failure_mid_apply_writes_nothing(client, hr, people, monkeypatch):
 
     monkeypatch.setattr(importer, "load_lookups", blind)
     resp = apply(client, import_id, fp)
-    assert "Nothing was imported" in resp.get_data(as_text=True)
+    assert "未导入任何数据：导入过程中，本文件使用的某个工号或身份证号已被其他操作占用。" in resp.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.execute(select(Employee.employee_no)).scalars().all() == ["E999"]
     assert ledger_entries("employees.imported") == []
@@ -240,9 +240,9 @@ def test_apply_twice_is_refused(client, hr):
     apply(client, import_id, fp)
     again = apply(client, import_id, fp)
     html = again.get_data(as_text=True)
-    assert "already been applied" in html
+    assert "此次导入已执行，不能重复导入。" in html
     assert 'id="applied"' in html
-    assert "3 employees created, 0 updated, 0 unchanged" in html  # counts from the ledger
+    assert "新建员工 3 人，更新 0 人，未变更 0 人。" in html  # counts from the ledger
     assert employee_count() == 3
     assert len(ledger_entries("employees.imported")) == 1
 
@@ -294,15 +294,15 @@ def test_oversized_upload_gets_413(client, hr, app):
     app.config["MAX_CONTENT_LENGTH"] = 4096
     resp = upload(client, csv_bytes(*GOOD) + b"," * 10_000)
     assert resp.status_code == 413
-    assert "too large" in resp.get_data(as_text=True)
+    assert "上传的文件过大。" in resp.get_data(as_text=True)
     assert db.session.scalar(select(func.count()).select_from(EmployeeImport)) == 0
 
 
 @pytest.mark.parametrize(("data", "filename", "message"), [
     (b"", "empty.csv", "文件为空"),
     (b"PK\x03\x04" + bytes(200), "staff.csv", "Excel 工作簿"),
-    (b"PK\x03\x04" + bytes(200), "staff.xlsx", "Excel workbook (.xlsx)"),
-    (b"\x89PNG\r\n\x1a\n" + bytes(200), "photo.png", "Only CSV files"),
+    (b"PK\x03\x04" + bytes(200), "staff.xlsx", "这是 Excel 工作簿（.xlsx），不是 CSV 文件。"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(200), "photo.png", "只能导入 CSV 文件（.csv），photo.png 不是 CSV 文件。"),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x01" + bytes(200), "photo.csv", "无法识别文件编码"),
     ("工号,姓名\r\nE1,张三\r\n".encode(), "short.csv", "缺少必填列"),
     (HEADER.encode() + b"\r\n", "header-only.csv", "没有员工数据"),

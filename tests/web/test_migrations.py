@@ -133,7 +133,7 @@ def test_foreign_keys_enforced_and_sqlite_in_wal_mode(empty_app):
         if not ON_POSTGRES:
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        with pytest.raises(Exception, match="(?i)foreign key"):
+        with pytest.raises(Exception, match=r"(?i)foreign key"):
             conn.execute(text("INSERT INTO employees (employee_no, name, department_id, hire_date,"
                               " status, created_at, updated_at) VALUES ('X', 'x', 999, "
                               "'2020-01-01', 'active', '2020-01-01', '2020-01-01')"))

@@ -224,9 +224,9 @@ def test_same_id_number_as_another_employee_names_them(client, hr, people, org):
                        token_from="/hr/employees/new")
     assert resp.status_code == 400
     html = resp.get_data(as_text=True)
-    assert "already belongs to employee E900" in html
+    assert "该身份证号已属于员工 E900。" in html
     assert ID_A not in html  # the form does not echo the number back either
-    assert "enter it again" in html
+    assert "为保护隐私，身份证号不再显示；保存前请重新输入。" in html
     assert db.session.scalar(select(func.count()).select_from(Employee)) == 1
     assert entries("employee.created") == []
 
@@ -238,7 +238,7 @@ def test_invalid_id_number_and_taken_employee_no_are_refused(client, hr, people,
                        token_from="/hr/employees/new")
     html = resp.get_data(as_text=True)
     assert resp.status_code == 400
-    assert "Employee no. E1 is already in use" in html
+    assert "工号 E1 已被使用。" in html
     assert "校验位错误" in html
 
 
@@ -249,9 +249,9 @@ def test_manager_loop_and_self_manager_refused(client, hr, people, org):
     url = f"/hr/employees/{top.id}/edit"
     resp = client.post(url, form_data("A1", org["hq"], name="甲", manager_no="A3"), token_from=url)
     assert resp.status_code == 400
-    assert "the reporting line would loop" in resp.get_data(as_text=True)
+    assert "A3 是该员工的下属，不能再设为其直属上级（汇报关系会形成循环）。" in resp.get_data(as_text=True)
     resp = client.post(url, form_data("A1", org["hq"], name="甲", manager_no="A1"), token_from=url)
-    assert "cannot be their own manager" in resp.get_data(as_text=True)
+    assert "员工不能是自己的直属上级。" in resp.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.get(Employee, top.id).manager_id is None
 
@@ -272,7 +272,7 @@ def test_reveal_needs_hr_role_and_a_reason_and_is_logged(client, make_client, pe
     admin = make_client()
     admin.login("admin1")
     detail = admin.get(f"/employees/{emp.id}").get_data(as_text=True)
-    assert "Edit" in detail and url not in detail  # admins may edit but not reveal
+    assert ">编辑</a>" in detail and url not in detail  # admins may edit but not reveal
     resp = admin.post(url, {"reason": "审计"}, token_from=f"/employees/{emp.id}")
     assert resp.status_code == 403 and ID_A not in resp.get_data(as_text=True)
 
@@ -328,7 +328,7 @@ def test_add_department_and_duplicate_code(client, hr, org):
     resp = client.post("/hr/departments", {"code": "STORE2", "name": "又一个", "parent_id": ""},
                        token_from="/hr/departments")
     assert resp.status_code == 400
-    assert "Code STORE2 is already used by department 二号店" in resp.get_data(as_text=True)
+    assert "编码 STORE2 已被部门“二号店”使用。" in resp.get_data(as_text=True)
 
 
 def test_department_cannot_move_under_its_own_descendant(client, hr, org):
@@ -336,7 +336,7 @@ def test_department_cannot_move_under_its_own_descendant(client, hr, org):
     resp = client.post(url, {"code": "HQ", "name": "总部", "parent_id": str(org["store"].id)},
                        token_from=url)
     assert resp.status_code == 400
-    assert "cannot be moved under its own sub-department" in resp.get_data(as_text=True)
+    assert "一号店 是本部门的下级部门，部门不能移到自己的下级部门之下。" in resp.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.get(Department, org["hq"].id).parent_id is None
     assert entries("department.updated") == []
@@ -359,10 +359,10 @@ def test_positions_headcount_and_unique_code_and_name(client, hr, people, org):
     resp = client.post("/hr/positions", {"code": "P-CASH", "name": "收银"},
                        token_from="/hr/positions")
     assert resp.status_code == 400
-    assert "Code P-CASH is already used by position 出纳" in resp.get_data(as_text=True)
+    assert "编码 P-CASH 已被岗位“出纳”使用。" in resp.get_data(as_text=True)
     resp = client.post("/hr/positions", {"code": "P-NEW", "name": "出纳"},
                        token_from="/hr/positions")
-    assert "The name 出纳 is already used by position P-CASH" in resp.get_data(as_text=True)
+    assert "名称“出纳”已被岗位 P-CASH 使用。" in resp.get_data(as_text=True)
     resp = client.post("/hr/positions", {"code": "P-NEW", "name": "收银"},
                        token_from="/hr/positions")
     assert resp.status_code == 302
