@@ -72,7 +72,7 @@ class EmployeeForm(FlaskForm):
         _l("Employee no."), filters=[_strip],
         validators=[DataRequired(), Regexp(EMPLOYEE_NO_PATTERN, message=_l(
             "Use 1–32 letters, digits, - or _."))])
-    name = StringField(_l("Name"), filters=[_strip], validators=[DataRequired(), Length(max=64)])
+    name = StringField(_l("Full name"), filters=[_strip], validators=[DataRequired(), Length(max=64)])
     department_id = SelectField(_l("Department"), coerce=optional_int,
                                 validators=[DataRequired(message=_l("Choose a department."))])
     position_id = SelectField(_l("Position"), coerce=optional_int)
