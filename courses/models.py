@@ -214,6 +214,10 @@ class LessonProgress(db.Model):
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     last_position: Mapped[float] = mapped_column(Float, default=0.0)
     last_beat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The active session's run anchor (courses.watch.RunState): media position and server
+    # time (epoch seconds; it may lie in the future) the rate allowance is measured from.
+    anchor_position: Mapped[float | None] = mapped_column(Float)
+    anchor_wall: Mapped[float | None] = mapped_column(Float)
     session_intervals: Mapped[str] = mapped_column(Text, default="[]")  # active session's credit
     session_beats: Mapped[int] = mapped_column(Integer, default=0)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -58,9 +58,15 @@ def load_config(instance_path: Path) -> dict:
         "SECRET_KEY": secret_key,
         "ID_NUMBER_KEY": id_key,
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # Pre-ping costs a round trip per request (heartbeats!); recycling old connections
+        # covers most server-side timeouts. Turn it on behind flaky proxies/poolers.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": _flag("DB_POOL_PRE_PING"),
+                                      "pool_recycle": 1800},
         "DEBUG": _flag("LMS_DEBUG"),
         "MAX_CONTENT_LENGTH": int(os.environ.get("MAX_UPLOAD_MB", "20")) * 1024 * 1024,
+        # The login's lifetime is fixed server-side (user_sessions.expires_at), so the
+        # cookie need not be re-signed and re-sent on every response.
+        "SESSION_REFRESH_EACH_REQUEST": False,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": _flag("SESSION_COOKIE_SECURE"),

@@ -9,6 +9,12 @@ ciphertexts differ, the people do not.
 
 ``load_demo`` creates the company once. Running it again changes nothing, so a demo
 database that people have been clicking around in keeps their changes.
+
+It also publishes two demo courses playing the committed demo video
+(courses/demo_media/demo.webm, ingested like any upload: magic bytes, SHA-256, duration
+read from the file) and enrols the demo trainee and manager in both. Their versions,
+content hashes and the video's SHA-256 are recorded in the one ``demo.loaded`` ledger
+entry that attests to the whole demo.
 """
 
 from __future__ import annotations
@@ -17,11 +23,22 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
+from courses.authoring import (
+    CourseInput,
+    add_document_lesson,
+    content_hash,
+    create_course,
+    lessons_of,
+)
+from courses.media import MediaError, ingest_video
+from courses.models import Enrollment, Lesson
 from lms.auth.passwords import hash_password
+from lms.dbtypes import utcnow
 from lms.ledger import LedgerEntry, append
 from lms.people import idnumber
 from lms.people.models import Department, Employee, Position, User
@@ -397,8 +414,12 @@ def load_demo(session: Session, vault: IdNumberVault) -> bool:
     session.add_all(users)
     session.flush()
 
+    courses, video = _load_demo_courses(session, {u.username: u for u in users})
+
     statuses = Counter(e.status for e in company.employees)
     append(session, kind=LEDGER_KIND, subject="demo", payload={
+        "courses": courses,
+        "demo_video": video,
         "seed": SEED,
         "departments": len(company.departments),
         "positions": len(company.positions),
@@ -407,3 +428,125 @@ def load_demo(session: Session, vault: IdNumberVault) -> bool:
         "users": sorted(DEMO_PASSWORDS),
     })
     return True
+
+
+# --- demo courses ----------------------------------------------------------------------
+
+DEMO_VIDEO = Path(__file__).resolve().parent.parent / "courses" / "demo_media" / "demo.webm"
+
+
+@dataclass(frozen=True)
+class _DemoCourse:
+    code: str
+    title_zh: str
+    title_en: str
+    topic: str
+    description: str
+    optional: bool
+    max_rate: float
+    video_title: str
+    document_title: str
+    document: str
+
+
+_COURSES: tuple[_DemoCourse, ...] = (
+    _DemoCourse(
+        code="RISK-ID-01",
+        title_zh="入职身份核验：防止冒用他人身份入职",
+        title_en="Identity verification at hiring: stopping impostors",
+        topic="identity_verification",
+        description=("入职时核对身份证件与本人是否一致，并留存核验记录，防范冒用他人身份入职带来的"
+                     "社保、个税和劳动争议风险。"),
+        optional=False,
+        max_rate=1.0,
+        video_title="入职核验要点（视频）",
+        document_title="人证核对与冒名入职案例",
+        document="""一、为什么要人证核对
+入职登记时，HR 必须查验身份证原件并与本人当面核对：照片与相貌、姓名、性别、出生日期、证件有效期。只收复印件或手机照片、不见原件不见本人，是冒名入职最常见的漏洞。
+
+二、核对步骤
+1. 查验身份证原件，确认在有效期内、无涂改；
+2. 当面比对证件照片与本人，请本人当场签署入职登记表；
+3. 通过合法渠道核验姓名与身份证号是否一致；
+4. 将核验结果、核验人和核验时间一并存档（系统中身份证号只显示脱敏号码）。
+
+三、案例（改编）
+某制造企业的一名员工借用同乡的身份证入职，以他人名义工作了 14 年。直到被冒用者本人办理社会保险和贷款时，发现自己名下有长期的参保和劳动关系记录，事情才暴露。企业随后不得不逐项更正社保和个税记录；劳动合同的主体存疑，在工伤认定和经济补偿争议中难以举证；被冒用者还追究企业未尽审核义务的责任。
+
+四、要点
+入职当天完成人证核对并留痕，比事后补救的成本低得多。发现证件与本人不符时，应暂停办理入职并报告 HR 负责人。""",
+    ),
+    _DemoCourse(
+        code="RISK-SI-01",
+        title_zh="社会保险缴纳与时限",
+        title_en="Social insurance: contributions and deadlines",
+        topic="social_insurance",
+        description=("用人单位应自用工之日起三十日内为职工办理社会保险登记并按时足额缴费。"
+                     "本课讲解时限、常见误区和后果。"),
+        optional=True,
+        max_rate=1.5,
+        video_title="社保缴纳基础（视频）",
+        document_title="参保时限与常见误区",
+        document="""一、时限
+用人单位应当自用工之日起三十日内为职工向社会保险经办机构申请办理社会保险登记（《社会保险法》第五十八条）。试用期内同样需要参保。
+
+二、常见误区
+1. 员工签署的“自愿放弃社保”承诺书，不能免除用人单位的缴费义务；
+2. 以现金补贴代替缴纳社会保险不合法；
+3. 按最低基数而不是实际工资申报缴费基数，存在补缴和滞纳金风险。
+
+三、后果
+未按时足额缴纳的，由社会保险费征收机构责令限期缴纳或者补足，并自欠缴之日起按日加收万分之五的滞纳金；逾期仍不缴纳的，处欠缴数额一倍以上三倍以下的罚款（《社会保险法》第八十六条）。劳动者还可以据此解除劳动合同并要求经济补偿（《劳动合同法》第三十八条、第四十六条）。""",
+    ),
+)
+
+# Demo learners: enrolled by hand by the demo HR user.
+_DEMO_LEARNERS = ("trainee", "manager")
+
+
+def _load_demo_courses(session: Session, users: dict[str, User]
+                       ) -> tuple[list[dict[str, object]], dict[str, object]]:
+    """Publish the demo courses and enrol the demo learners; return what the ledger
+    entry records about them (courses, video). Needs an app context (media storage and
+    the size cap come from the config)."""
+    from flask import current_app
+
+    trainer, hr = users["trainer"], users["hr"]
+    try:
+        with DEMO_VIDEO.open("rb") as fh:
+            video = ingest_video(session, fh, DEMO_VIDEO.name, uploaded_by_id=trainer.id,
+                                 max_bytes=current_app.config["MAX_VIDEO_MB"] * 1024 * 1024)
+    except MediaError as exc:
+        raise RuntimeError(
+            f"the demo video could not be ingested ({exc}): its duration is read with "
+            "pymediainfo (libmediainfo) or ffprobe; install one of them"
+        ) from exc
+
+    recorded: list[dict[str, object]] = []
+    for spec in _COURSES:
+        course = create_course(session, CourseInput(
+            code=spec.code, title_zh=spec.title_zh, title_en=spec.title_en,
+            risk_topic=spec.topic, description=spec.description, owner_id=trainer.id,
+            is_optional=spec.optional, max_playback_rate=spec.max_rate,
+        ), actor_id=trainer.id)
+        version = course.versions[0]
+        session.add(Lesson(version=version, position=1, kind="video", title=spec.video_title,
+                           media=video))
+        session.flush()
+        add_document_lesson(session, version, title=spec.document_title, body=spec.document)
+        # Published as courses.authoring.publish_version would, but attested by the
+        # demo's own ledger entry rather than one entry per version.
+        version.content_hash = content_hash(course.code, version.number,
+                                            lessons_of(session, version))
+        version.status = "published"
+        version.published_at = utcnow()
+        version.published_by_id = trainer.id
+        version.change_note = "演示课程首版"
+        for username in _DEMO_LEARNERS:
+            session.add(Enrollment(user_id=users[username].id, version_id=version.id,
+                                   source="manual", enrolled_by_id=hr.id))
+        session.flush()
+        recorded.append({"code": course.code, "version": version.number,
+                         "content_hash": version.content_hash})
+    return recorded, {"sha256": video.sha256, "size": video.size_bytes,
+                      "duration": video.duration_seconds}

@@ -6,6 +6,7 @@ from flask import Blueprint, render_template
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
+from courses.enrolment import learner_courses
 from lms.extensions import db
 from lms.people.models import Department, Employee
 
@@ -25,5 +26,6 @@ def index():
         db.session.scalar(select(func.count()).select_from(Department))
         if current_user.has_role("hr", "admin") else None
     )
+    courses = learner_courses(db.session, current_user.id)
     return render_template("home.html", employee=employee, status_counts=status_counts,
-                           department_count=department_count)
+                           department_count=department_count, courses=courses)

@@ -195,3 +195,53 @@ def test_cli_refuses_to_mix_demo_people_into_real_data(app, people):
     assert "already holds employees" in result.output
     assert _counts()["Employee"] == 1
     assert _counts()["User"] == 0
+
+
+def test_demo_courses_are_published_with_the_demo_video_and_learners_enrolled(app, client):
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from courses.authoring import content_hash, lessons_of
+    from courses.models import Course, Enrollment
+    from lms.demo import DEMO_PASSWORDS, DEMO_VIDEO
+
+    assert _load(app) is True
+    courses = {c.code: c for c in db.session.scalars(select(Course))}
+    assert set(courses) == {"RISK-ID-01", "RISK-SI-01"}
+    assert courses["RISK-ID-01"].title_zh == "入职身份核验：防止冒用他人身份入职"
+    assert courses["RISK-ID-01"].risk_topic == "identity_verification"
+    assert courses["RISK-SI-01"].risk_topic == "social_insurance"
+    assert [c.is_optional for c in courses.values()].count(True) == 1
+
+    video_sha = hashlib.sha256(DEMO_VIDEO.read_bytes()).hexdigest()
+    users = {u.username: u for u in db.session.scalars(select(User))}
+    [entry] = db.session.scalars(select(LedgerEntry).where(LedgerEntry.kind == "demo.loaded"))
+    recorded = {c["code"]: c["content_hash"] for c in json.loads(entry.payload)["courses"]}
+    for course in courses.values():
+        [version] = course.versions
+        assert version.status == "published" and version.published_at is not None
+        lessons = lessons_of(db.session, version)
+        assert [lesson.kind for lesson in lessons] == ["video", "document"]
+        assert lessons[0].media.sha256 == video_sha
+        assert lessons[0].media.duration_seconds == pytest.approx(8.0, abs=0.05)
+        assert len(lessons[1].body) > 200
+        assert version.content_hash == content_hash(course.code, 1, lessons)
+        assert recorded[course.code] == version.content_hash
+        enrolled = db.session.scalars(select(Enrollment).where(
+            Enrollment.version_id == version.id)).all()
+        assert {e.user.username for e in enrolled} == {"trainee", "manager"}
+        assert {(e.source, e.enrolled_by_id) for e in enrolled} == {("manual", users["hr"].id)}
+    assert "14 年" in lessons_of(db.session, courses["RISK-ID-01"].versions[0])[1].body
+    stored = [p for p in Path(app.config["MEDIA_ROOT"]).rglob("*") if p.is_file()]
+    assert [p.read_bytes() for p in stored] == [DEMO_VIDEO.read_bytes()]
+    assert verify(db.session).ok
+
+    # The demo trainee can stream (and seek in) the video of a course they are enrolled in.
+    media_id = lessons_of(db.session, courses["RISK-SI-01"].versions[0])[0].media_id
+    assert client.login("trainee", DEMO_PASSWORDS["trainee"][0]).status_code == 302
+    resp = client.get(f"/media/{media_id}", headers={"Range": "bytes=0-15"})
+    assert resp.status_code == 206 and resp.data == DEMO_VIDEO.read_bytes()[:16]
+
+    assert _load(app) is False
+    assert db.session.scalar(select(func.count()).select_from(Course)) == 2
