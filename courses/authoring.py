@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -29,6 +28,7 @@ from courses.media import MediaStorage, ingest_video, storage
 from courses.models import RISK_TOPICS, Course, CourseVersion, Enrollment, Lesson
 from lms import ledger
 from lms.dbtypes import utcnow
+from lms.field_errors import ErrorCollector, FieldErrors
 from lms.ledger_core import canonical_json
 from lms.people.models import User, UserRole
 
@@ -78,28 +78,12 @@ def version_status_label(status: str) -> str:
     return str(_STATUS_LABELS.get(status, status))
 
 
-class AuthoringError(Exception):
+class AuthoringError(FieldErrors):
     """Input refused; ``errors`` maps a form field name ("" for the whole form) to messages."""
 
-    def __init__(self, errors: Mapping[str, list[Any]]) -> None:
-        self.errors = {k: list(v) for k, v in errors.items() if v}
-        super().__init__(self.errors)
 
-    @classmethod
-    def one(cls, message: Any, field: str = "") -> AuthoringError:
-        return cls({field: [message]})
-
-    def __str__(self) -> str:  # messages are lazy: translate only when shown
-        return "; ".join(str(m) for msgs in self.errors.values() for m in msgs)
-
-
-class _Errors(dict[str, list[Any]]):
-    def add(self, field: str, message: Any) -> None:
-        self.setdefault(field, []).append(message)
-
-    def raise_if_any(self) -> None:
-        if self:
-            raise AuthoringError(self)
+def _Errors() -> ErrorCollector:
+    return ErrorCollector(AuthoringError)
 
 
 # --- courses ------------------------------------------------------------------------

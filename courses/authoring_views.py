@@ -66,6 +66,7 @@ from courses.models import RISK_TOPICS, Course, CourseVersion, Enrollment, Lesso
 from courses.topics import topic_choices, topic_label
 from lms.auth.permissions import roles_required
 from lms.extensions import db
+from lms.field_errors import show_on_form
 
 bp = Blueprint("authoring", __name__)
 
@@ -123,15 +124,6 @@ def _wants_json() -> bool:
     return request.headers.get("X-Requested-With") == "XMLHttpRequest"
 
 
-def _form_errors(form, error: AuthoringError) -> None:
-    """Put a service's refusals next to the fields they concern (the rest as flashes)."""
-    for name, messages in error.errors.items():
-        field = getattr(form, name, None) if name else None
-        for message in messages:
-            if field is not None:
-                field.errors = [*field.errors, message]
-            else:
-                flash(str(message), "error")
 
 
 def _course_or_404(course_id: int) -> Course:
@@ -226,7 +218,7 @@ def _course_form(course: Course | None):
             db.session.commit()
         except AuthoringError as exc:
             db.session.rollback()
-            _form_errors(form, exc)
+            show_on_form(form, exc)
         except IntegrityError:
             db.session.rollback()
             form.code.errors = [*form.code.errors,
@@ -307,7 +299,7 @@ def version_new(course_id: int):
             db.session.commit()
         except AuthoringError as exc:
             db.session.rollback()
-            _form_errors(form, exc)
+            show_on_form(form, exc)
         except IntegrityError:
             db.session.rollback()
             flash(_("Someone else created a version of this course at the same moment; "
@@ -344,7 +336,7 @@ def version_edit(version_id: int):
             db.session.rollback()
             if "" in exc.errors:
                 return _refused(version, exc)
-            _form_errors(form, exc)
+            show_on_form(form, exc)
         else:
             flash(_("Version %(n)d updated.", n=version.number) if changed
                   else _("Nothing was changed."), "success" if changed else "info")
@@ -408,7 +400,7 @@ def document_lesson_new(version_id: int):
             db.session.rollback()
             if "" in exc.errors:
                 return _refused(version, exc)
-            _form_errors(form, exc)
+            show_on_form(form, exc)
         except IntegrityError:
             db.session.rollback()
             flash(_("Someone else changed this draft at the same moment; nothing was saved. "
@@ -523,7 +515,7 @@ def lesson_edit(lesson_id: int):
             db.session.rollback()
             if "" in exc.errors:
                 return _refused(version, exc)
-            _form_errors(form, exc)
+            show_on_form(form, exc)
         else:
             flash(_("Lesson %(pos)d updated.", pos=lesson.position) if changed
                   else _("Nothing was changed."), "success" if changed else "info")

@@ -7,10 +7,8 @@ never commits: the view (or CLI command) owning the unit of work does.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Select, select
@@ -18,6 +16,7 @@ from sqlalchemy.orm import Session, aliased
 
 from lms import ledger
 from lms.auth.permissions import is_in_team
+from lms.field_errors import ErrorCollector, FieldErrors
 from lms.people import idnumber
 from lms.people.models import EMPLOYEE_STATUSES, Department, Employee, Position
 from lms.people.vault import IdNumberVault
@@ -39,24 +38,12 @@ __all__ = [
 ]
 
 
-class ServiceError(Exception):
+class ServiceError(FieldErrors):
     """Input refused; ``errors`` maps a form field name ("" for the whole form) to messages."""
 
-    def __init__(self, errors: Mapping[str, list[Any]]) -> None:
-        self.errors = {k: list(v) for k, v in errors.items() if v}
-        super().__init__(self.errors)
 
-    def __str__(self) -> str:  # messages are lazy: translate only when shown
-        return "; ".join(str(m) for msgs in self.errors.values() for m in msgs)
-
-
-class _Errors(dict[str, list[Any]]):
-    def add(self, field: str, message: Any) -> None:
-        self.setdefault(field, []).append(message)
-
-    def raise_if_any(self) -> None:
-        if self:
-            raise ServiceError(self)
+def _Errors() -> ErrorCollector:
+    return ErrorCollector(ServiceError)
 
 
 # ---------------------------------------------------------------------------

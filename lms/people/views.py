@@ -28,6 +28,7 @@ from sqlalchemy.orm import joinedload
 
 from lms.auth.permissions import HR_ROLES, can_view_employee, report_ids_query, roles_required
 from lms.extensions import db
+from lms.field_errors import show_on_form
 from lms.ledger import LedgerEntry
 from lms.people import csv_import, idnumber
 from lms.people.forms import (
@@ -87,15 +88,6 @@ def _china_today() -> date:
     return datetime.now(CHINA).date()
 
 
-def _form_errors(form, error: ServiceError) -> None:
-    """Put a service's refusals next to the fields they concern."""
-    for name, messages in error.errors.items():
-        field = getattr(form, name, None) if name else None
-        for message in messages:
-            if field is not None:
-                field.errors = [*field.errors, message]
-            else:
-                flash(str(message), "error")
 
 
 def _filter_args(**values) -> dict[str, object]:
@@ -223,7 +215,7 @@ def _employee_form(emp: Employee | None):
             db.session.commit()
         except ServiceError as exc:
             db.session.rollback()
-            _form_errors(form, exc)
+            show_on_form(form, exc)
         except IntegrityError:
             # Someone else took the employee no. or ID number between check and commit.
             db.session.rollback()
@@ -270,7 +262,7 @@ def reveal_id(employee_id: int):
                                       actor_id=current_user.id)
         except ServiceError as exc:
             db.session.rollback()
-            _form_errors(form, exc)
+            show_on_form(form, exc)
         else:
             db.session.commit()
             return render_template("people/reveal.html", employee=emp, number=number,
@@ -296,7 +288,7 @@ def departments():
             db.session.commit()
         except ServiceError as exc:
             db.session.rollback()
-            _form_errors(form, exc)
+            show_on_form(form, exc)
         except IntegrityError:
             db.session.rollback()
             form.code.errors = [*form.code.errors, _("This code was just taken; choose another.")]
@@ -332,7 +324,7 @@ def department_edit(department_id: int):
             db.session.commit()
         except ServiceError as exc:
             db.session.rollback()
-            _form_errors(form, exc)
+            show_on_form(form, exc)
         except IntegrityError:
             db.session.rollback()
             form.code.errors = [*form.code.errors, _("This code was just taken; choose another.")]
@@ -360,7 +352,7 @@ def positions():
             db.session.commit()
         except ServiceError as exc:
             db.session.rollback()
-            _form_errors(form, exc)
+            show_on_form(form, exc)
         except IntegrityError:
             db.session.rollback()
             flash(_("This code or name was just taken; choose another."), "error")
@@ -389,7 +381,7 @@ def position_edit(position_id: int):
             db.session.commit()
         except ServiceError as exc:
             db.session.rollback()
-            _form_errors(form, exc)
+            show_on_form(form, exc)
         except IntegrityError:
             db.session.rollback()
             flash(_("This code or name was just taken; choose another."), "error")
