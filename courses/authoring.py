@@ -163,22 +163,36 @@ def create_course(session: Session, data: CourseInput, *, actor_id: int | None) 
     session.add(CourseVersion(course=course, number=1, status="draft", change_note="",
                               requires_retraining=False, created_by_id=actor_id))
     session.flush()
+    ledger.append(session, kind="course.created", subject=f"course:{course.id}",
+                  actor_id=actor_id, payload={"code": course.code, **_course_fields(course)})
     return course
 
 
-def update_course(session: Session, course: Course, data: CourseInput) -> bool:
-    """Change a course's description fields; True if anything changed.
+def _course_fields(course: Course) -> dict[str, Any]:
+    return {"title_zh": course.title_zh, "title_en": course.title_en,
+            "risk_topic": course.risk_topic, "owner_id": course.owner_id,
+            "is_optional": course.is_optional, "max_playback_rate": course.max_playback_rate}
+
+
+def update_course(session: Session, course: Course, data: CourseInput, *,
+                  actor_id: int | None = None) -> bool:
+    """Change a course's description fields; True if anything changed (and then a
+    "course.updated" ledger entry records old → new of each changed field).
 
     Titles, topic, owner and settings may change at any time (they describe the course,
     not what a version teaches); the code is pinned once a version is published."""
     clean = _check_course(session, data, course)
-    changed = False
+    changes: dict[str, list[Any]] = {}
     for key, value in clean.__dict__.items():
-        if getattr(course, key) != value:
+        old = getattr(course, key)
+        if old != value:
+            changes[key] = [old, value]
             setattr(course, key, value)
-            changed = True
     session.flush()
-    return changed
+    if changes:
+        ledger.append(session, kind="course.updated", subject=f"course:{course.id}",
+                      actor_id=actor_id, payload={"code": course.code, "changes": changes})
+    return bool(changes)
 
 
 # --- versions -----------------------------------------------------------------------

@@ -214,7 +214,8 @@ def _course_form(course: Course | None):
                 saved = create_course(db.session, data, actor_id=current_user.id)
                 changed = True
             else:
-                saved, changed = course, update_course(db.session, course, data)
+                saved, changed = course, update_course(db.session, course, data,
+                                                             actor_id=current_user.id)
             db.session.commit()
         except AuthoringError as exc:
             db.session.rollback()

@@ -31,14 +31,12 @@ from sqlalchemy.orm import Session
 from courses.authoring import (
     CourseInput,
     add_document_lesson,
-    content_hash,
     create_course,
-    lessons_of,
+    publish_version,
 )
 from courses.media import MediaError, ingest_video
 from courses.models import Enrollment, Lesson
 from lms.auth.passwords import hash_password
-from lms.dbtypes import utcnow
 from lms.ledger import LedgerEntry, append
 from lms.people import idnumber
 from lms.people.models import Department, Employee, Position, User
@@ -534,14 +532,8 @@ def _load_demo_courses(session: Session, users: dict[str, User]
                            media=video))
         session.flush()
         add_document_lesson(session, version, title=spec.document_title, body=spec.document)
-        # Published as courses.authoring.publish_version would, but attested by the
-        # demo's own ledger entry rather than one entry per version.
-        version.content_hash = content_hash(course.code, version.number,
-                                            lessons_of(session, version))
-        version.status = "published"
-        version.published_at = utcnow()
-        version.published_by_id = trainer.id
         version.change_note = "演示课程首版"
+        publish_version(session, version, actor_id=trainer.id)  # ledger: version_published
         for username in _DEMO_LEARNERS:
             session.add(Enrollment(user_id=users[username].id, version_id=version.id,
                                    source="manual", enrolled_by_id=hr.id))

@@ -197,6 +197,22 @@ def test_course_code_is_pinned_once_a_version_is_published(app, trainer):
     assert db.session.get(Course, course.id).title_zh == "入职身份核验要点"
 
 
+def test_course_creation_and_every_change_are_ledger_entries(app, trainer):
+    course = _create_course(trainer)
+    created = _ledger("course.created")
+    assert len(created) == 1 and created[0]["code"] == "RISK-ID-01"
+    url = f"/authoring/courses/{course.id}/edit"
+    form = {"code": "RISK-ID-01", "title_zh": "入职身份核验要点", "risk_topic":
+            "identity_verification", "max_playback_rate": "1.5",
+            "title_en": "ID checks at hiring", "description": "核对身份证与本人。"}
+    assert trainer.post(url, form, token_from=url).status_code == 302
+    updated = _ledger("course.updated")
+    assert len(updated) == 1
+    assert updated[0]["changes"] == {"title_zh": ["入职身份核验", "入职身份核验要点"]}
+    assert trainer.post(url, form, token_from=url).status_code == 302  # no change: no entry
+    assert len(_ledger("course.updated")) == 1
+
+
 # --- versions -----------------------------------------------------------------------
 
 

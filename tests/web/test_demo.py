@@ -101,11 +101,14 @@ def test_demo_id_numbers_are_valid_unique_encrypted_and_adult_at_hire(app):
     assert len(set(numbers)) == len(numbers)
 
 
-def test_demo_loads_one_ledger_entry_with_counts(app):
+def test_demo_ledger_records_its_courses_and_one_load_entry_with_counts(app):
     _load(app)
-    entries = db.session.scalars(select(LedgerEntry)).all()
-    assert [e.kind for e in entries] == ["demo.loaded"]
-    assert f'"employees":{_counts()["Employee"]}' in entries[0].payload
+    entries = db.session.scalars(select(LedgerEntry).order_by(LedgerEntry.seq)).all()
+    kinds = [e.kind for e in entries]
+    assert kinds.count("course.created") == 2
+    assert kinds.count("course.version_published") == 2
+    assert kinds[-1] == "demo.loaded" and kinds.count("demo.loaded") == 1
+    assert f'"employees":{_counts()["Employee"]}' in entries[-1].payload
     assert verify(db.session).ok
 
 
