@@ -43,7 +43,7 @@ from courses.models import (
 )
 from lms import ledger
 from lms.auth.models import UserSession
-from lms.auth.sessions import _digest as login_token_digest
+from lms.auth.sessions import token_digest as login_token_digest
 from lms.dbtypes import utcnow
 from lms.people.models import Employee, User
 

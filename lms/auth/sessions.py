@@ -19,7 +19,8 @@ from lms.people.models import User
 TOUCH_INTERVAL = timedelta(minutes=1)
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
+    """The stored form of a login token (SHA-256): the database never holds the token."""
     return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
 
 
@@ -29,7 +30,7 @@ def start_session(
     """Create a session row for ``user`` and return the token for the cookie."""
     token = secrets.token_urlsafe(32)
     now = utcnow()
-    row = UserSession(token_hash=_digest(token), user_id=user.id, created_at=now,
+    row = UserSession(token_hash=token_digest(token), user_id=user.id, created_at=now,
                       last_seen_at=now, expires_at=now + lifetime, ip=ip,
                       user_agent=(user_agent or "")[:512])
     session.add(row)
@@ -44,7 +45,7 @@ def load_session_user(session: Session, token: str) -> User | None:
     """The user of a live session token, or None if revoked, expired or disabled."""
     now = utcnow()
     row = session.execute(
-        select(UserSession).where(UserSession.token_hash == _digest(token))
+        select(UserSession).where(UserSession.token_hash == token_digest(token))
     ).scalar_one_or_none()
     if row is None or row.revoked_at is not None or row.expires_at <= now:
         return None
@@ -61,7 +62,7 @@ def load_session_user(session: Session, token: str) -> User | None:
 def revoke_session(session: Session, token: str, *, reason: str) -> None:
     session.execute(
         update(UserSession)
-        .where(UserSession.token_hash == _digest(token), UserSession.revoked_at.is_(None))
+        .where(UserSession.token_hash == token_digest(token), UserSession.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoked_reason=reason)
     )
 
