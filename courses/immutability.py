@@ -12,8 +12,9 @@ setting ``retired_at``). Frozen are: every other attribute of a published or ret
 version; its lessons (added, changed, moved, deleted); the media assets such lessons
 use; and the course code (it is part of the content hash).
 
-Bulk ``update()``/``delete()`` statements bypass the ORM unit of work and so this guard;
-the application never issues them against these tables.
+Bulk ``update()``/``delete()`` statements and raw SQL bypass the ORM unit of work and so
+this guard; database triggers (migration 0006) refuse those, so the guard's job is a
+clear message before the database would say no.
 """
 
 from __future__ import annotations
