@@ -285,24 +285,31 @@ def update_draft(session: Session, version: CourseVersion, *, change_note: str,
 
 def content_document(course_code: str, version_number: int,
                      lessons: list[Lesson]) -> dict[str, Any]:
-    """What a published version pins: the structure its content hash is taken over."""
+    """What a published version pins: the structure its content hash is taken over.
+    A policy lesson pins the policy version it asks learners to sign (itself immutable
+    once published, with its own document SHA-256)."""
     return {
         "course": course_code,
         "version": version_number,
-        "lessons": [
-            {
-                "position": lesson.position,
-                "kind": lesson.kind,
-                "title": lesson.title,
-                "body": lesson.body or "",
-                "media": None if lesson.media is None else {
-                    "sha256": lesson.media.sha256,
-                    "duration_seconds": lesson.media.duration_seconds,
-                },
-            }
-            for lesson in sorted(lessons, key=lambda item: item.position)
-        ],
+        "lessons": [_lesson_content(lesson)
+                    for lesson in sorted(lessons, key=lambda item: item.position)],
     }
+
+
+def _lesson_content(lesson: Lesson) -> dict[str, Any]:
+    content: dict[str, Any] = {
+        "position": lesson.position,
+        "kind": lesson.kind,
+        "title": lesson.title,
+        "body": lesson.body or "",
+        "media": None if lesson.media is None else {
+            "sha256": lesson.media.sha256,
+            "duration_seconds": lesson.media.duration_seconds,
+        },
+    }
+    if lesson.kind == "policy":
+        content["policy_version_id"] = lesson.policy_version_id
+    return content
 
 
 def content_hash(course_code: str, version_number: int, lessons: list[Lesson]) -> str:

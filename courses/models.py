@@ -34,8 +34,8 @@ RISK_TOPICS = (
     "other",
 )
 VERSION_STATUSES = ("draft", "published", "retired")
-# Exam and policy lessons arrive with the assessments module (a migration widens this).
-LESSON_KINDS = ("video", "document")
+# Exam lessons arrive with the assessments module (a migration widens this again).
+LESSON_KINDS = ("video", "document", "policy")
 ENROLLMENT_SOURCES = ("manual", "self")
 
 
@@ -139,6 +139,9 @@ class Lesson(db.Model):
                                                             ondelete="RESTRICT"))
     body: Mapped[str] = mapped_column(Text, default="")  # document lessons: plain text
     min_coverage: Mapped[float] = mapped_column(Float, default=0.98)
+    # policy lessons: the published policy version to read and sign (assessments.policies)
+    policy_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("policy_versions.id", ondelete="RESTRICT"), index=True)
 
     version: Mapped[CourseVersion] = relationship(back_populates="lessons")
     media: Mapped[MediaAsset | None] = relationship()

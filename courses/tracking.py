@@ -137,7 +137,7 @@ def start_session(session: Session, *, user_id: int, lesson: Lesson, ip: str | N
     for the watch log; its later beats are rejected."""
     now = clock()
     _ensure_progress(session, user_id, lesson.id)
-    latest = session.execute(
+    latest = None if lesson.kind != "video" else session.execute(  # documents: no allowance
         select(PlaybackSession.started_at)
         .where(PlaybackSession.user_id == user_id, PlaybackSession.lesson_id == lesson.id)
         .order_by(PlaybackSession.started_at.desc()).limit(1)

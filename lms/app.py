@@ -64,6 +64,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
 def _register_models() -> None:
     """Import every model module so the metadata (and Alembic) sees all tables."""
+    import assessments.policies  # noqa: F401
     import courses.models  # noqa: F401
     import lms.auth.models
     import lms.ledger
@@ -73,6 +74,7 @@ def _register_models() -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from assessments.policy_views import bp as policies_bp
     from courses.authoring_views import bp as authoring_bp
     from courses.learning_views import bp as learning_bp
     from lms.admin.views import bp as admin_bp
@@ -81,7 +83,8 @@ def _register_blueprints(app: Flask) -> None:
     from lms.ledger_views import bp as ledger_bp
     from lms.people.views import bp as people_bp
 
-    for bp in (auth_bp, home_bp, people_bp, admin_bp, ledger_bp, authoring_bp, learning_bp):
+    for bp in (auth_bp, home_bp, people_bp, admin_bp, ledger_bp, authoring_bp, learning_bp,
+               policies_bp):
         app.register_blueprint(bp)
 
 

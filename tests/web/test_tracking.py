@@ -400,3 +400,17 @@ def test_document_lesson_completes_only_after_the_minimum_reading_time(
     assert progress_of(learner.id, lesson.id).completed_at is not None
     entry = completion_entries()
     assert len(entry) == 1 and json.loads(entry[0].payload)["reading_seconds"] == 31.0
+
+
+def test_reopening_a_document_at_once_is_not_refused_like_a_video_session(
+        app, client, clock, learner):
+    """The spacing of session starts guards the video allowance; reading a document
+    again (a reload, a second tab) must simply restart its reading clock."""
+    version = make_course(code="DOC-02", kinds=("document",))
+    db.session.add(Enrollment(user_id=learner.id, version_id=version.id, source="manual"))
+    db.session.commit()
+    lesson = version.lessons[0]
+    client.login("lilei")
+    assert client.get(f"/learning/lessons/{lesson.id}").status_code == 200
+    assert client.get(f"/learning/lessons/{lesson.id}").status_code == 200
+    assert db.session.scalar(select(func.count()).select_from(PlaybackSession)) == 2
