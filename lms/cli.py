@@ -79,14 +79,32 @@ def create_user_command(username: str, display_name: str, roles: tuple[str, ...]
 
 @ledger_cli.command("verify")
 def ledger_verify_command() -> None:
-    """Recompute the hash chain; exit 1 and name the first broken entry if it fails."""
+    """Recompute the hash chain, then check every record that points into it (signature
+    rows against their entries and documents); exit 1 naming the first problems."""
+    from assessments.policies import Signature
+    from assessments.signing import verify_signature
+    from courses.media import storage
+
     result = verify(db.session)
-    if result.ok:
-        click.echo(f"OK: {result.count} entries, head {result.head_hash}")
-        return
-    click.echo(f"BROKEN at sequence {result.broken_seq}: {result.reason} "
-               f"({result.count} entries verified before it)", err=True)
-    sys.exit(1)
+    if not result.ok:
+        click.echo(f"BROKEN at sequence {result.broken_seq}: {result.reason} "
+                   f"({result.count} entries verified before it)", err=True)
+        sys.exit(1)
+    click.echo(f"OK: {result.count} entries, head {result.head_hash}")
+    store, checked, broken = storage(), 0, 0
+    for signature in db.session.scalars(
+            select(Signature).order_by(Signature.id).execution_options(yield_per=500)):
+        checked += 1
+        problems = verify_signature(db.session, signature, store).problems
+        if problems:
+            broken += 1
+            for problem in problems:
+                click.echo(f"BROKEN signature {signature.verification_code} (ledger sequence "
+                           f"{signature.ledger_seq}): {problem}", err=True)
+    if broken:
+        click.echo(f"{broken} of {checked} signature records do not match the ledger", err=True)
+        sys.exit(1)
+    click.echo(f"OK: {checked} signature records match their ledger entries and documents")
 
 
 def _date_arg(_ctx, _param, value: str):

@@ -326,6 +326,21 @@ def test_verify_intact_then_reports_a_tampered_row(client, make_client, people, 
     assert "employee_no" not in html.split('id="verify-problems"')[1].split("</ul>")[0]
 
 
+def test_ledger_verify_command_also_reports_a_tampered_signature_row(app, client, lesson, clock):
+    sig = _signed(client, lesson, clock)
+    runner = app.test_cli_runner()
+    intact = runner.invoke(args=["ledger", "verify"])
+    assert intact.exit_code == 0, intact.output
+    assert "OK: 1 signature records match" in intact.output
+    with db.engine.begin() as conn:  # the chain itself stays intact: only the row changes
+        conn.execute(text("UPDATE signatures SET reading_seconds = 999"))
+    db.session.expire_all()  # the command runs in this test's session, not a new process
+    broken = runner.invoke(args=["ledger", "verify"])
+    assert broken.exit_code == 1
+    assert f"BROKEN signature {sig.verification_code}" in broken.output
+    assert "reading_seconds" in broken.output
+
+
 def test_verify_reports_a_tampered_pdf_on_disk(client, people, learner, clock):
     document = signing.create_document(db.session, name="考勤制度", statement_template=None,
                                        min_reading_seconds=60, actor_id=None)
