@@ -28,6 +28,12 @@ from pathlib import Path
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
+from assessments.signing import (
+    add_policy_lesson,
+    add_text_version,
+    create_document,
+)
+from assessments.signing import publish_version as publish_policy_version
 from courses.authoring import (
     CourseInput,
     add_document_lesson,
@@ -445,6 +451,7 @@ class _DemoCourse:
     video_title: str
     document_title: str
     document: str
+    policy_name: str = ""  # set: the second lesson is this policy, read and e-signed
 
 
 _COURSES: tuple[_DemoCourse, ...] = (
@@ -475,6 +482,33 @@ _COURSES: tuple[_DemoCourse, ...] = (
 入职当天完成人证核对并留痕，比事后补救的成本低得多。发现证件与本人不符时，应暂停办理入职并报告 HR 负责人。""",
     ),
     _DemoCourse(
+        code="RISK-PERF-01",
+        title_zh="《绩效管理制度》宣贯与签署",
+        title_en="Performance management policy: briefing and acknowledgement",
+        topic="performance",
+        description=("讲解公司《绩效管理制度》的考核周期、评分规则和结果运用，学员阅读制度全文后"
+                     "电子签署确认，避免日后“从未同意该制度”的争议。"),
+        optional=False,
+        max_rate=1.0,
+        video_title="绩效制度要点（视频）",
+        document_title="阅读并签署《绩效管理制度》",
+        policy_name="绩效管理制度",
+        document="""第一条 目的
+为客观评价员工工作业绩，规范考核程序，特制定本制度。本制度经职工代表大会讨论通过并已公示。
+
+第二条 考核周期
+绩效考核按季度进行，每季度结束后十个工作日内完成评分与面谈。
+
+第三条 评分与结果
+考核结果分为 A、B、C、D 四档。连续两个季度为 D 档的，公司可以依法进行培训或调整工作岗位；经培训或调整工作岗位仍不能胜任工作的，依照《劳动合同法》第四十条的规定处理。
+
+第四条 申诉
+员工对考核结果有异议的，可以在结果公布之日起五个工作日内向人力资源部书面申诉。
+
+第五条 附则
+本制度自公布之日起施行，由人力资源部负责解释。""",
+    ),
+    _DemoCourse(
         code="RISK-SI-01",
         title_zh="社会保险缴纳与时限",
         title_en="Social insurance: contributions and deadlines",
@@ -497,6 +531,15 @@ _COURSES: tuple[_DemoCourse, ...] = (
 未按时足额缴纳的，由社会保险费征收机构责令限期缴纳或者补足，并自欠缴之日起按日加收万分之五的滞纳金；逾期仍不缴纳的，处欠缴数额一倍以上三倍以下的罚款（《社会保险法》第八十六条）。劳动者还可以据此解除劳动合同并要求经济补偿（《劳动合同法》第三十八条、第四十六条）。""",
     ),
 )
+
+def _demo_policy(session: Session, spec: _DemoCourse, trainer: User):
+    """The policy document of a demo course, version 1 published (30 s reading time)."""
+    document = create_document(session, name=spec.policy_name, statement_template=None,
+                               min_reading_seconds=30, actor_id=trainer.id)
+    version = add_text_version(session, document, body=spec.document, actor_id=trainer.id)
+    publish_policy_version(session, version, actor_id=trainer.id)
+    return version
+
 
 # Demo learners: enrolled by hand by the demo HR user.
 _DEMO_LEARNERS = ("trainee", "manager")
@@ -531,7 +574,12 @@ def _load_demo_courses(session: Session, users: dict[str, User]
         session.add(Lesson(version=version, position=1, kind="video", title=spec.video_title,
                            media=video))
         session.flush()
-        add_document_lesson(session, version, title=spec.document_title, body=spec.document)
+        if spec.policy_name:
+            add_policy_lesson(session, version, title=spec.document_title,
+                              policy_version_id=_demo_policy(session, spec, trainer).id)
+        else:
+            add_document_lesson(session, version, title=spec.document_title,
+                                body=spec.document)
         version.change_note = "演示课程首版"
         publish_version(session, version, actor_id=trainer.id)  # ledger: version_published
         for username in _DEMO_LEARNERS:

@@ -105,8 +105,9 @@ def test_demo_ledger_records_its_courses_and_one_load_entry_with_counts(app):
     _load(app)
     entries = db.session.scalars(select(LedgerEntry).order_by(LedgerEntry.seq)).all()
     kinds = [e.kind for e in entries]
-    assert kinds.count("course.created") == 2
-    assert kinds.count("course.version_published") == 2
+    assert kinds.count("course.created") == 3
+    assert kinds.count("course.version_published") == 3
+    assert kinds.count("policy.version_published") == 1
     assert kinds[-1] == "demo.loaded" and kinds.count("demo.loaded") == 1
     assert f'"employees":{_counts()["Employee"]}' in entries[-1].payload
     assert verify(db.session).ok
@@ -205,13 +206,14 @@ def test_demo_courses_are_published_with_the_demo_video_and_learners_enrolled(ap
     import json
     from pathlib import Path
 
+    from assessments.policies import PolicyVersion
     from courses.authoring import content_hash, lessons_of
     from courses.models import Course, Enrollment
     from lms.demo import DEMO_PASSWORDS, DEMO_VIDEO
 
     assert _load(app) is True
     courses = {c.code: c for c in db.session.scalars(select(Course))}
-    assert set(courses) == {"RISK-ID-01", "RISK-SI-01"}
+    assert set(courses) == {"RISK-ID-01", "RISK-SI-01", "RISK-PERF-01"}
     assert courses["RISK-ID-01"].title_zh == "入职身份核验：防止冒用他人身份入职"
     assert courses["RISK-ID-01"].risk_topic == "identity_verification"
     assert courses["RISK-SI-01"].risk_topic == "social_insurance"
@@ -225,10 +227,16 @@ def test_demo_courses_are_published_with_the_demo_video_and_learners_enrolled(ap
         [version] = course.versions
         assert version.status == "published" and version.published_at is not None
         lessons = lessons_of(db.session, version)
-        assert [lesson.kind for lesson in lessons] == ["video", "document"]
+        second = "policy" if course.code == "RISK-PERF-01" else "document"
+        assert [lesson.kind for lesson in lessons] == ["video", second]
         assert lessons[0].media.sha256 == video_sha
         assert lessons[0].media.duration_seconds == pytest.approx(8.0, abs=0.05)
-        assert len(lessons[1].body) > 200
+        if second == "document":
+            assert len(lessons[1].body) > 200
+        else:  # the policy to sign: 《绩效管理制度》 version 1, published, with its hash
+            policy = db.session.get(PolicyVersion, lessons[1].policy_version_id)
+            assert policy.status == "published" and policy.document.name == "绩效管理制度"
+            assert policy.sha256 == hashlib.sha256(policy.body.encode()).hexdigest()
         assert version.content_hash == content_hash(course.code, 1, lessons)
         assert recorded[course.code] == version.content_hash
         enrolled = db.session.scalars(select(Enrollment).where(
@@ -247,4 +255,4 @@ def test_demo_courses_are_published_with_the_demo_video_and_learners_enrolled(ap
     assert resp.status_code == 206 and resp.data == DEMO_VIDEO.read_bytes()[:16]
 
     assert _load(app) is False
-    assert db.session.scalar(select(func.count()).select_from(Course)) == 2
+    assert db.session.scalar(select(func.count()).select_from(Course)) == 3
