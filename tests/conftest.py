@@ -34,7 +34,7 @@ from lms.people.models import Department, Employee, Position, User
 
 _PASSWORD_HASH = hash_password(PASSWORD)
 
-TRIGGERED_TABLES = ("ledger_entries", "ledger_head")
+TRIGGERED_TABLES = ("ledger_entries", "ledger_head", "signatures")
 
 
 def pg_url_with_schema(schema: str) -> str:

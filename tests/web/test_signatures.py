@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
 from datetime import timedelta
 from io import BytesIO
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 from support import PASSWORD
 
 from assessments import signing
@@ -308,6 +310,44 @@ def _signed(client, lesson, clock) -> Signature:
     return db.session.scalar(select(Signature))
 
 
+SQLITE_SIGNATURE_GUARD = ("CREATE TRIGGER signatures_no_update BEFORE UPDATE ON signatures "
+                          "BEGIN SELECT RAISE(ABORT, 'signatures are evidence and cannot be "
+                          "changed: UPDATE refused'); END")
+
+
+@contextmanager
+def unguarded_signatures():
+    """A connection on which the database's guard of signature rows is lifted, as an
+    attacker with owner rights would do; the guard is restored afterwards."""
+    postgres = db.engine.dialect.name == "postgresql"
+    with db.engine.begin() as conn:
+        if postgres:
+            conn.exec_driver_sql("ALTER TABLE signatures DISABLE TRIGGER "
+                                 "signatures_no_update_delete")
+        else:
+            conn.exec_driver_sql("DROP TRIGGER signatures_no_update")
+        yield conn
+        if postgres:
+            conn.exec_driver_sql("ALTER TABLE signatures ENABLE TRIGGER "
+                                 "signatures_no_update_delete")
+        else:
+            conn.exec_driver_sql(SQLITE_SIGNATURE_GUARD)
+
+
+def test_the_database_refuses_to_edit_or_delete_a_signature_or_a_published_policy(
+        client, lesson, clock):
+    sig = _signed(client, lesson, clock)
+    for statement in ("UPDATE signatures SET reading_seconds = 999",
+                      "DELETE FROM signatures",
+                      "UPDATE policy_versions SET body = 'changed'",
+                      "DELETE FROM policy_versions"):
+        with pytest.raises(DBAPIError, match=r"(?i)evidence|immutable"), \
+                db.engine.begin() as conn:
+            conn.execute(text(statement))
+    db.session.expire_all()
+    assert db.session.get(Signature, sig.id).reading_seconds == sig.reading_seconds
+
+
 def test_verify_intact_then_reports_a_tampered_row(client, make_client, people, lesson, clock):
     sig = _signed(client, lesson, clock)
     code = sig.verification_code
@@ -317,7 +357,7 @@ def test_verify_intact_then_reports_a_tampered_row(client, make_client, people, 
     auditor = make_client()
     auditor.login("auditor1")
     assert 'data-state="intact"' in auditor.get(f"/verify/{code}").get_data(as_text=True)
-    with db.engine.begin() as conn:
+    with unguarded_signatures() as conn:
         conn.execute(text("UPDATE signatures SET statement_sha256 = :h, reading_seconds = 999"),
                      {"h": "0" * 64})
     html = auditor.get(f"/verify/{code}").get_data(as_text=True)
@@ -332,7 +372,7 @@ def test_ledger_verify_command_also_reports_a_tampered_signature_row(app, client
     intact = runner.invoke(args=["ledger", "verify"])
     assert intact.exit_code == 0, intact.output
     assert "OK: 1 signature records match" in intact.output
-    with db.engine.begin() as conn:  # the chain itself stays intact: only the row changes
+    with unguarded_signatures() as conn:  # the chain stays intact: only the row changes
         conn.execute(text("UPDATE signatures SET reading_seconds = 999"))
     db.session.expire_all()  # the command runs in this test's session, not a new process
     broken = runner.invoke(args=["ledger", "verify"])
