@@ -35,10 +35,35 @@ def browser() -> Iterator:
         browser.close()
 
 
+class InFlight:
+    """Counts requests the app is still handling, so teardown can wait for the last ones
+    (a closing page's sendBeacon) before the database is emptied under them."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.count = 0
+        self.idle = threading.Condition()
+
+    def __call__(self, environ, start_response):
+        with self.idle:
+            self.count += 1
+        try:
+            return self.app(environ, start_response)  # Flask pops its context before returning
+        finally:
+            with self.idle:
+                self.count -= 1
+                self.idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> None:
+        with self.idle:
+            self.idle.wait_for(lambda: self.count == 0, timeout)
+
+
 @pytest.fixture
 def live_server(app) -> Iterator[str]:
     """Serve ``app`` (the test's own database) on a free port in a thread."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    tracked = InFlight(app)
+    server = make_server("127.0.0.1", 0, tracked, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -46,6 +71,7 @@ def live_server(app) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(timeout=5)
+        tracked.wait_idle(timeout=15)
 
 
 @pytest.fixture
