@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from assessments.policies import (
@@ -33,8 +33,8 @@ from assessments.policies import (
 )
 from courses.authoring import AuthoringError, _check_title, _next_position, _require_draft
 from courses.media import MediaError, MediaStorage
-from courses.models import Course, CourseVersion, Lesson, LessonProgress
-from courses.tracking import _complete_course_if_done, _ensure_progress
+from courses.models import CourseVersion, Lesson
+from courses.tracking import complete_lesson
 from lms import ledger
 from lms.auth.passwords import verify_password
 from lms.auth.throttle import ThrottlePolicy, record_failure, retry_after
@@ -304,7 +304,8 @@ def sign(session: Session, *, user: User, lesson: Lesson, reading_token: str, ty
     signature = Signature(**fields, ledger_seq=entry.seq, ledger_hash=entry.hash)
     session.add(signature)
     session.flush()
-    _complete_lesson(session, user=user, lesson=lesson, at=now, ledger_seq=entry.seq)
+    complete_lesson(session, user_id=user.id, lesson_id=lesson.id, at=now,
+                    ledger_seq=entry.seq)
     return signature
 
 
@@ -319,29 +320,6 @@ def _payload_view(fields: dict[str, Any]) -> dict[str, Any]:
     """The JSON form of the signature's fields (times as ISO 8601 UTC)."""
     return {k: (fields[k].isoformat() if isinstance(fields[k], datetime) else fields[k])
             for k in SIGNED_FIELDS}
-
-
-def _complete_lesson(session: Session, *, user: User, lesson: Lesson, at: datetime,
-                     ledger_seq: int) -> None:
-    """Mark the policy lesson complete (its evidence is the "policy.signed" entry) and
-    complete the course when it was the last lesson."""
-    _ensure_progress(session, user.id, lesson.id)
-    progress = LessonProgress.__table__.c
-    session.execute(update(LessonProgress.__table__)
-                    .where(progress.user_id == user.id, progress.lesson_id == lesson.id,
-                           progress.completed_at.is_(None))
-                    .values(completed_at=at, completion_ledger_seq=ledger_seq, updated_at=at))
-    info = session.execute(
-        select(User.username, Employee.employee_no, Course.code, CourseVersion.id,
-               CourseVersion.number, CourseVersion.content_hash)
-        .select_from(Lesson)
-        .join(CourseVersion, CourseVersion.id == Lesson.version_id)
-        .join(Course, Course.id == CourseVersion.course_id)
-        .join(User, User.id == user.id)
-        .outerjoin(Employee, Employee.id == User.employee_id)
-        .where(Lesson.id == lesson.id)
-    ).one()
-    _complete_course_if_done(session, user_id=user.id, version_id=info.id, at=at, info=info)
 
 
 # --- verification -----------------------------------------------------------------------

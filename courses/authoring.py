@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -33,10 +34,12 @@ from lms.ledger_core import canonical_json
 from lms.people.models import User, UserRole
 
 __all__ = [
+    "LESSON_KIND_HOOKS",
     "MAX_BODY_CHARS",
     "MIN_PLAYBACK_RATE",
     "AuthoringError",
     "CourseInput",
+    "LessonKindHooks",
     "PublishedVersionError",
     "add_document_lesson",
     "add_video_lesson",
@@ -66,6 +69,22 @@ MAX_PLAYBACK_RATE = 2.0
 MAX_BODY_CHARS = 100_000
 # Who may see every course and every media file (authors, and HR/admins who oversee).
 STAFF_ROLES = ("trainer", "hr", "admin")
+
+
+
+@dataclass(frozen=True)
+class LessonKindHooks:
+    """How a lesson kind whose content lives in another module (assessments' exams) is
+    copied into a new draft, checked and frozen at publishing, and pinned by the content
+    hash. Registered by that module so this one needs no import of it."""
+
+    copy: Callable[[Session, Lesson, Lesson], None]  # (session, old, new) after new's flush
+    problems: Callable[[Session, Lesson], list[Any]]  # why it cannot be published yet
+    freeze: Callable[[Session, Lesson], dict[str, Any]]  # freeze; return what the hash pins
+    delete: Callable[[Session, Lesson], None]  # remove its rows before the draft lesson goes
+
+
+LESSON_KIND_HOOKS: dict[str, LessonKindHooks] = {}
 
 _STATUS_LABELS = {
     "draft": _l("Draft"),
@@ -258,9 +277,15 @@ def new_version(session: Session, course: Course, *, change_note: str,
     session.add(version)
     if latest is not None:
         for lesson in lessons_of(session, latest):
-            session.add(Lesson(version=version, position=lesson.position, kind=lesson.kind,
-                               title=lesson.title, body=lesson.body, media_id=lesson.media_id,
-                               min_coverage=lesson.min_coverage))
+            copy = Lesson(version=version, position=lesson.position, kind=lesson.kind,
+                          title=lesson.title, body=lesson.body, media_id=lesson.media_id,
+                          min_coverage=lesson.min_coverage,
+                          policy_version_id=lesson.policy_version_id)
+            session.add(copy)
+            hooks = LESSON_KIND_HOOKS.get(lesson.kind)
+            if hooks is not None:
+                session.flush()
+                hooks.copy(session, lesson, copy)
     session.flush()
     return version
 
@@ -283,17 +308,20 @@ def update_draft(session: Session, version: CourseVersion, *, change_note: str,
     return changed
 
 
-def content_document(course_code: str, version_number: int,
-                     lessons: list[Lesson]) -> dict[str, Any]:
+def content_document(course_code: str, version_number: int, lessons: list[Lesson],
+                     pinned: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
     """What a published version pins: the structure its content hash is taken over.
     A policy lesson pins the policy version it asks learners to sign (itself immutable
-    once published, with its own document SHA-256)."""
-    return {
-        "course": course_code,
-        "version": version_number,
-        "lessons": [_lesson_content(lesson)
-                    for lesson in sorted(lessons, key=lambda item: item.position)],
-    }
+    once published, with its own document SHA-256); an exam lesson pins what its hooks'
+    ``freeze`` returned (``pinned``, by lesson id: settings and the frozen pool's hash)."""
+    pinned = pinned or {}
+    out = []
+    for lesson in sorted(lessons, key=lambda item: item.position):
+        content = _lesson_content(lesson)
+        if lesson.id in pinned:
+            content[lesson.kind] = pinned[lesson.id]
+        out.append(content)
+    return {"course": course_code, "version": version_number, "lessons": out}
 
 
 def _lesson_content(lesson: Lesson) -> dict[str, Any]:
@@ -312,10 +340,11 @@ def _lesson_content(lesson: Lesson) -> dict[str, Any]:
     return content
 
 
-def content_hash(course_code: str, version_number: int, lessons: list[Lesson]) -> str:
+def content_hash(course_code: str, version_number: int, lessons: list[Lesson],
+                 pinned: dict[int, dict[str, Any]] | None = None) -> str:
     """SHA-256 (hex) over the canonical JSON (sorted keys, UTF-8) of ``content_document``;
-    anyone can recompute it from the published lessons."""
-    text = canonical_json(content_document(course_code, version_number, lessons))
+    anyone can recompute it from the published lessons (and their exams' frozen rows)."""
+    text = canonical_json(content_document(course_code, version_number, lessons, pinned))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -337,10 +366,17 @@ def publish_version(session: Session, version: CourseVersion, *,
             errors.add("", _l("Lesson %(pos)d “%(title)s” is a video lesson without a video. "
                               "Upload the video or delete the lesson.",
                               pos=lesson.position, title=lesson.title))
+        hooks = LESSON_KIND_HOOKS.get(lesson.kind)
+        if hooks is not None:
+            for problem in hooks.problems(session, lesson):
+                errors.add("", problem)
     errors.raise_if_any()
 
+    # Frozen (and flushed) while the version is still a draft in the database.
+    pinned = {lesson.id: LESSON_KIND_HOOKS[lesson.kind].freeze(session, lesson)
+              for lesson in lessons if lesson.kind in LESSON_KIND_HOOKS}
     course = version.course
-    digest = content_hash(course.code, version.number, lessons)
+    digest = content_hash(course.code, version.number, lessons, pinned)
     version.content_hash = digest
     version.status = "published"
     version.published_at = utcnow()
@@ -508,6 +544,9 @@ def delete_lesson(session: Session, lesson: Lesson) -> None:
     versions may still play it."""
     version = lesson.version
     _require_draft(session, version)
+    hooks = LESSON_KIND_HOOKS.get(lesson.kind)
+    if hooks is not None:
+        hooks.delete(session, lesson)
     session.delete(lesson)
     session.flush()
     _renumber(session, lessons_of(session, version))

@@ -34,8 +34,8 @@ RISK_TOPICS = (
     "other",
 )
 VERSION_STATUSES = ("draft", "published", "retired")
-# Exam lessons arrive with the assessments module (a migration widens this again).
-LESSON_KINDS = ("video", "document", "policy")
+# Policy and exam lessons are read, signed and taken in the assessments module.
+LESSON_KINDS = ("video", "document", "policy", "exam")
 ENROLLMENT_SOURCES = ("manual", "self")
 
 

@@ -45,6 +45,7 @@ from lms import ledger
 from lms.auth.models import UserSession
 from lms.auth.sessions import token_digest as login_token_digest
 from lms.dbtypes import utcnow
+from lms.ledger import LedgerEntry
 from lms.people.models import Employee, User
 
 __all__ = [
@@ -402,15 +403,44 @@ def _record_completion(session: Session, *, user_id: int, lesson_id: int, progre
     return entry.seq
 
 
+def _completion_info(session: Session, *, user_id: int, lesson_id: int):
+    return session.execute(
+        select(User.username, Employee.employee_no, Course.code, CourseVersion.id,
+               CourseVersion.number, CourseVersion.content_hash)
+        .select_from(Lesson)
+        .join(CourseVersion, CourseVersion.id == Lesson.version_id)
+        .join(Course, Course.id == CourseVersion.course_id)
+        .join(User, User.id == user_id)
+        .outerjoin(Employee, Employee.id == User.employee_id)
+        .where(Lesson.id == lesson_id)
+    ).one()
+
+
+def complete_lesson(session: Session, *, user_id: int, lesson_id: int, at: datetime,
+                    ledger_seq: int) -> None:
+    """Mark a lesson complete whose evidence is an entry appended by another module (a
+    signature, a passed exam) and complete the course when it was the last lesson."""
+    _ensure_progress(session, user_id, lesson_id)
+    session.execute(update(LessonProgress.__table__)
+                    .where(_P.user_id == user_id, _P.lesson_id == lesson_id,
+                           _P.completed_at.is_(None))
+                    .values(completed_at=at, completion_ledger_seq=ledger_seq, updated_at=at))
+    info = _completion_info(session, user_id=user_id, lesson_id=lesson_id)
+    _complete_course_if_done(session, user_id=user_id, version_id=info.id, at=at, info=info)
+
+
 def _complete_course_if_done(session: Session, *, user_id: int, version_id: int,
                              at: datetime, info) -> None:
+    """Append "course.completed" listing each lesson's evidence entry (seq and hash)."""
     lessons = session.execute(
-        select(Lesson.id, LessonProgress.completed_at, LessonProgress.completion_ledger_seq)
+        select(Lesson.id, Lesson.kind, LessonProgress.completed_at,
+               LessonProgress.completion_ledger_seq, LedgerEntry.hash)
         .outerjoin(LessonProgress, and_(LessonProgress.lesson_id == Lesson.id,
                                         LessonProgress.user_id == user_id))
+        .outerjoin(LedgerEntry, LedgerEntry.seq == LessonProgress.completion_ledger_seq)
         .where(Lesson.version_id == version_id).order_by(Lesson.position)
     ).all()
-    if not lessons or any(completed is None for _id, completed, _seq in lessons):
+    if not lessons or any(row.completed_at is None for row in lessons):
         return
     enrolment = Enrollment.__table__.c
     done = session.execute(
@@ -425,8 +455,10 @@ def _complete_course_if_done(session: Session, *, user_id: int, version_id: int,
                           "user": info.username, "employee_no": info.employee_no,
                           "course_code": info.code, "version_number": info.number,
                           "content_hash": info.content_hash, "completed_at": at.isoformat(),
-                          "lessons": [{"lesson_id": lid, "ledger_seq": seq}
-                                      for lid, _c, seq in lessons],
+                          "lessons": [{"lesson_id": row.id, "kind": row.kind,
+                                       "ledger_seq": row.completion_ledger_seq,
+                                       "ledger_hash": row.hash}
+                                      for row in lessons],
                       })
 
 

@@ -64,6 +64,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
 def _register_models() -> None:
     """Import every model module so the metadata (and Alembic) sees all tables."""
+    import assessments.exam_authoring
+    import assessments.exams
     import assessments.policies  # noqa: F401
     import courses.models  # noqa: F401
     import lms.auth.models
@@ -74,6 +76,9 @@ def _register_models() -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from assessments.bank_views import bp as banks_bp
+    from assessments.exam_authoring_views import bp as exam_authoring_bp
+    from assessments.exam_views import bp as exams_bp
     from assessments.policy_views import bp as policies_bp
     from courses.authoring_views import bp as authoring_bp
     from courses.learning_views import bp as learning_bp
@@ -84,7 +89,7 @@ def _register_blueprints(app: Flask) -> None:
     from lms.people.views import bp as people_bp
 
     for bp in (auth_bp, home_bp, people_bp, admin_bp, ledger_bp, authoring_bp, learning_bp,
-               policies_bp):
+               policies_bp, banks_bp, exam_authoring_bp, exams_bp):
         app.register_blueprint(bp)
 
 

@@ -42,13 +42,18 @@ def demo_command() -> None:
 @lms_cli.command("tick")
 def tick_command() -> None:
     """Run the scheduled work once (idempotent; cron it every few minutes)."""
+    from assessments.exam_taking import close_expired
     from lms.dbtypes import utcnow
     from lms.housekeeping import run_housekeeping
 
-    result = run_housekeeping(db.session, utcnow())
+    now = utcnow()
+    result = run_housekeeping(db.session, now)
     db.session.commit()
     click.echo(f"housekeeping: {result.stale_imports_deleted} stale staged imports deleted, "
                f"{result.login_failures_pruned} old login failures pruned")
+    closed = close_expired(db.session, now=now)
+    db.session.commit()
+    click.echo(f"exams: {closed} attempts past their time limit scored on their saved answers")
 
 
 @lms_cli.command("create-user")
@@ -101,10 +106,35 @@ def ledger_verify_command() -> None:
             for problem in problems:
                 click.echo(f"BROKEN signature {signature.verification_code} (ledger sequence "
                            f"{signature.ledger_seq}): {problem}", err=True)
+    attempts, attempt_problems = _check_attempts()
     if broken:
         click.echo(f"{broken} of {checked} signature records do not match the ledger", err=True)
+    if attempt_problems:
+        click.echo(f"{attempt_problems} of {attempts} exam attempts do not match the ledger",
+                   err=True)
+    if broken or attempt_problems:
         sys.exit(1)
     click.echo(f"OK: {checked} signature records match their ledger entries and documents")
+    click.echo(f"OK: {attempts} exam attempts match their ledger entries")
+
+
+def _check_attempts() -> tuple[int, int]:
+    """(submitted attempts checked, attempts with problems), each problem printed."""
+    from assessments.exam_taking import verify_attempt
+    from assessments.exams import ExamAttempt
+
+    checked = broken = 0
+    for attempt in db.session.scalars(
+            select(ExamAttempt).where(ExamAttempt.submitted_at.is_not(None))
+            .order_by(ExamAttempt.id).execution_options(yield_per=500)):
+        checked += 1
+        problems = verify_attempt(db.session, attempt)
+        if problems:
+            broken += 1
+            for problem in problems:
+                click.echo(f"BROKEN exam {problem} (ledger sequence {attempt.ledger_seq})",
+                           err=True)
+    return checked, broken
 
 
 def _date_arg(_ctx, _param, value: str):

@@ -228,8 +228,9 @@ def test_signing_records_everything_appends_ledger_and_completes_lesson_and_cour
     assert progress.completed_at is not None and progress.completion_ledger_seq == entry.seq
     assert db.session.scalar(select(Enrollment.completed_at)) is not None
     [done] = entries("course.completed")
-    assert json.loads(done.payload)["lessons"] == [{"lesson_id": lesson.id,
-                                                    "ledger_seq": entry.seq}]
+    assert json.loads(done.payload)["lessons"] == [{"lesson_id": lesson.id, "kind": "policy",
+                                                    "ledger_seq": entry.seq,
+                                                    "ledger_hash": entry.hash}]
     assert verify(db.session).ok
     receipt = client.get(resp.headers["Location"]).get_data(as_text=True)
     assert sig.verification_code in receipt
