@@ -240,17 +240,18 @@ def freeze_exam(session: Session, lesson: Lesson) -> dict[str, Any]:
     exam = exam_of(session, lesson)
     assert exam is not None
     pool = _pool(session, exam)
-    bank = session.get(QuestionBank, exam.bank_id)
     exam.pool = json.dumps(pool, ensure_ascii=False)
     exam.pool_sha256 = sha256_json(pool)
     exam.frozen_at = utcnow()
     session.flush()
-    return pinned_content(exam, bank_name=bank.name if bank else "")
+    return pinned_content(exam)
 
 
-def pinned_content(exam: Exam, *, bank_name: str) -> dict[str, Any]:
+def pinned_content(exam: Exam) -> dict[str, Any]:
+    """What a course version's content hash pins of its exam: the settings and the
+    frozen pool's SHA-256 (recomputable from the stored row at any time)."""
     return {
-        "bank": bank_name,
+        "bank_id": exam.bank_id,
         "selection": exam.selection,
         "per_topic": json.loads(exam.per_topic or "{}"),
         "questions_in_pool": len(json.loads(exam.pool or "[]")),
@@ -282,5 +283,11 @@ def _delete_exam(session: Session, lesson: Lesson) -> None:
         session.flush()
 
 
+def _pinned(session: Session, lesson: Lesson) -> dict[str, Any]:
+    exam = exam_of(session, lesson)
+    return pinned_content(exam) if exam is not None else {}
+
+
 LESSON_KIND_HOOKS["exam"] = LessonKindHooks(copy=_copy_exam, problems=exam_problems,
-                                            freeze=freeze_exam, delete=_delete_exam)
+                                            freeze=freeze_exam, delete=_delete_exam,
+                                            pinned=_pinned)

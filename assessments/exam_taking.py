@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from assessments import scoring
 from assessments.exams import GRACE_SECONDS, AttemptAnswer, Exam, ExamAttempt
 from courses.enrolment import blocking_lesson
-from courses.models import Course, CourseVersion, Lesson, LessonProgress
+from courses.models import Course, CourseVersion, Enrollment, Lesson, LessonProgress
 from courses.tracking import complete_lesson
 from lms import ledger
 from lms.dbtypes import utcnow
@@ -109,8 +109,12 @@ def exam_state(session: Session, *, user_id: int, exam: Exam) -> ExamState:
 
 
 def key_visible(state: ExamState, attempt: ExamAttempt) -> bool:
-    """May the result page of a submitted attempt show the correct answers?"""
-    if attempt.submitted_at is None:
+    """May the result page of a submitted attempt show the correct answers?
+
+    Never while the learner has an attempt open: its questions may be the same, and the
+    open attempt counts as used, so "no attempt left" would otherwise reveal the key
+    during the last attempt."""
+    if attempt.submitted_at is None or state.open_attempt is not None:
         return False
     review = state.exam.review
     if review == "answers":
@@ -134,6 +138,10 @@ def start_attempt(session: Session, *, user: User, lesson: Lesson, ip: str | Non
     exam = exam_for_lesson(session, lesson)
     if exam is None or exam.pool is None:
         raise AttemptRefused("not_ready")
+    enrollment_id = session.scalar(select(Enrollment.id).where(
+        Enrollment.user_id == user.id, Enrollment.version_id == lesson.version_id))
+    if enrollment_id is None:
+        raise AttemptRefused("not_ready")
     if blocking_lesson(session, user.id, lesson) is not None:
         raise AttemptRefused("locked")
     now = clock()
@@ -150,7 +158,8 @@ def start_attempt(session: Session, *, user: User, lesson: Lesson, ip: str | Non
                               per_topic=json.loads(exam.per_topic or "{}"),
                               shuffle_options=exam.shuffle_options, seed=seed)
     attempt = ExamAttempt(
-        exam_id=exam.id, max_attempts=exam.max_attempts, user_id=user.id, lesson_id=lesson.id,
+        exam_id=exam.id, max_attempts=exam.max_attempts, user_id=user.id,
+        enrollment_id=enrollment_id, lesson_id=lesson.id,
         number=len(state.attempts) + 1, seed=seed, started_at=now,
         deadline_at=now + timedelta(minutes=exam.time_limit_minutes),
         served=json.dumps(served, ensure_ascii=False),
@@ -269,7 +278,9 @@ SEALED = ("end_reason", "submitted_at", "answers_sha256", "correct_count", "scor
 
 
 def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+    """ISO 8601 in UTC: the database returns UTC, so an entry written from a clock value
+    in another zone must not differ from the stored row when verified."""
+    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value
 
 
 def _attempt_view(attempt: ExamAttempt, sealed: dict[str, Any], pass_score: int

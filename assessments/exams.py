@@ -7,7 +7,7 @@ changes neither a published exam nor any history.
 
 The attempt limit is enforced by the database too: an attempt row carries its exam's
 ``max_attempts`` through a composite foreign key to ``exams (id, max_attempts)``, a CHECK
-keeps ``number`` within it and a unique key makes each number happen once per learner.
+keeps ``number`` within it and a unique key makes each number happen once per enrolment.
 """
 
 from __future__ import annotations
@@ -150,13 +150,16 @@ class ExamAttempt(db.Model):
 
     __tablename__ = "exam_attempts"
     __table_args__ = (
-        UniqueConstraint("exam_id", "user_id", "number", name="uq_exam_attempts_exam_user_number"),
+        # Per enrolment (not per user): a learner re-enrolled for recertification starts
+        # with a fresh allowance while every earlier attempt stays on record.
+        UniqueConstraint("exam_id", "enrollment_id", "number",
+                         name="uq_exam_attempts_exam_enrollment_number"),
         CheckConstraint("number >= 1 AND number <= max_attempts", name="attempt_limit"),
         CheckConstraint(_in("end_reason", END_REASONS), name="end_reason"),
         ForeignKeyConstraint(["exam_id", "max_attempts"], ["exams.id", "exams.max_attempts"],
                              name="fk_exam_attempts_exam_max_attempts", ondelete="RESTRICT"),
         # At most one open attempt per learner and exam.
-        Index("uq_exam_attempts_one_open", "exam_id", "user_id", unique=True,
+        Index("uq_exam_attempts_one_open", "exam_id", "enrollment_id", unique=True,
               sqlite_where=text("submitted_at IS NULL"),
               postgresql_where=text("submitted_at IS NULL")),
         Index("ix_exam_attempts_user_exam", "user_id", "exam_id"),
@@ -166,6 +169,8 @@ class ExamAttempt(db.Model):
     exam_id: Mapped[int] = mapped_column(Integer)
     max_attempts: Mapped[int] = mapped_column(Integer)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="RESTRICT"),
+                                               index=True)
     lesson_id: Mapped[int] = mapped_column(ForeignKey("lessons.id", ondelete="RESTRICT"))
     number: Mapped[int] = mapped_column(Integer)
     seed: Mapped[str] = mapped_column(String(64))

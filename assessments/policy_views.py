@@ -42,7 +42,7 @@ from courses.models import CourseVersion, Enrollment, Lesson
 from lms.auth.permissions import roles_required
 from lms.auth.throttle import ThrottlePolicy
 from lms.extensions import db
-from lms.field_errors import FieldErrors, show_on_form
+from lms.field_errors import FieldErrors, save_or_show, show_on_form
 from lms.people.models import ROLES
 
 bp = Blueprint("policies", __name__)
@@ -122,25 +122,19 @@ def version_new(document_id: int):
     if not form.validate_on_submit():
         return _document_page(document, form, 422)
     upload = form.pdf.data
-    try:
+
+    def add_version() -> PolicyVersion:
         if upload and getattr(upload, "filename", ""):
-            version = signing.add_pdf_version(
+            return signing.add_pdf_version(
                 db.session, document, stream=upload.stream,
                 filename=secure_filename(upload.filename) or "policy.pdf", store=storage(),
                 max_bytes=MAX_PDF_BYTES, actor_id=current_user.id)
-        else:
-            version = signing.add_text_version(db.session, document, body=form.body.data,
-                                               actor_id=current_user.id)
-        db.session.commit()
-    except FieldErrors as exc:
-        db.session.rollback()
-        show_on_form(form, exc)
-        return _document_page(document, form, 422)
-    except IntegrityError:
-        db.session.rollback()
-        flash(_("Someone else added a version at the same moment; nothing was saved. "
-                "Try again."), "error")
-        return _document_page(document, form, 409)
+        return signing.add_text_version(db.session, document, body=form.body.data,
+                                        actor_id=current_user.id)
+
+    version, status = save_or_show(form, add_version)
+    if version is None:
+        return _document_page(document, form, status)
     flash(_("Version %(n)d added as a draft. Check it, then publish it.", n=version.number),
           "success")
     return redirect(url_for(".document", document_id=document.id))
@@ -205,21 +199,10 @@ def policy_lesson_new(version_id: int):
         for v in signing.published_versions(db.session)]
     status = 200
     if form.validate_on_submit():
-        try:
-            lesson = signing.add_policy_lesson(db.session, course_version,
-                                               title=form.title.data,
-                                               policy_version_id=form.policy_version_id.data)
-            db.session.commit()
-        except FieldErrors as exc:
-            db.session.rollback()
-            show_on_form(form, exc)
-            status = 409 if "" in exc.errors else 422
-        except IntegrityError:
-            db.session.rollback()
-            flash(_("Someone else changed this draft at the same moment; nothing was saved. "
-                    "Try again."), "error")
-            status = 409
-        else:
+        lesson, status = save_or_show(form, lambda: signing.add_policy_lesson(
+            db.session, course_version, title=form.title.data,
+            policy_version_id=form.policy_version_id.data))
+        if lesson is not None:
             flash(_("Lesson %(pos)d “%(title)s” added.", pos=lesson.position,
                     title=lesson.title), "success")
             return redirect(url_for("authoring.version_detail", version_id=course_version.id))

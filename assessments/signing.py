@@ -17,6 +17,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO
+from zoneinfo import ZoneInfo
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -42,8 +43,10 @@ from lms.dbtypes import utcnow
 from lms.field_errors import ErrorCollector
 from lms.ledger import LedgerEntry
 from lms.ledger_core import entry_hash
+from lms.notify import service as notify
 from lms.people.models import Employee, User
 
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 MAX_TEXT_CHARS = 200_000
 PDF_MAGIC = b"%PDF-"
 AUTH_METHOD = "password"
@@ -306,7 +309,26 @@ def sign(session: Session, *, user: User, lesson: Lesson, reading_token: str, ty
     session.flush()
     complete_lesson(session, user_id=user.id, lesson_id=lesson.id, at=now,
                     ledger_seq=entry.seq)
+    _send_receipt(session, user=user, signature=signature, policy_name=document.name)
     return signature
+
+
+def _send_receipt(session: Session, *, user: User, signature: Signature,
+                  policy_name: str) -> None:
+    """The signer's receipt message (inbox and e-mail) with the verification code. Its
+    text is stored as evidence of what the signer was told, so it is written in Chinese,
+    the language of the statement itself."""
+    code = signature.verification_code
+    notify.send(
+        session, recipient_ids=[user.id], kind="receipt", actor_id=user.id,
+        subject=f"签署回执：《{policy_name}》第 {signature.version_number} 版",
+        body=(f"您已于 {signature.signed_at.astimezone(SHANGHAI):%Y-%m-%d %H:%M:%S}（北京时间）"
+              f"电子签署《{policy_name}》第 {signature.version_number} 版。\n"
+              f"签署声明：{signature.statement}\n"
+              f"文件 SHA-256：{signature.document_sha256}\n"
+              f"核验码：{code}\n"
+              "人力资源部和审计人员可凭核验码核对此签名记录是否被改动。"),
+        link=f"/policies/receipts/{code}", dedupe_key=f"signature:{code}")
 
 
 SIGNED_FIELDS = ("verification_code", "user_id", "employee_id", "employee_no", "signer_name",

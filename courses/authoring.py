@@ -55,6 +55,7 @@ __all__ = [
     "move_lesson",
     "new_version",
     "publish_version",
+    "recompute_content_hash",
     "retire_version",
     "trainer_users",
     "update_course",
@@ -82,6 +83,7 @@ class LessonKindHooks:
     problems: Callable[[Session, Lesson], list[Any]]  # why it cannot be published yet
     freeze: Callable[[Session, Lesson], dict[str, Any]]  # freeze; return what the hash pins
     delete: Callable[[Session, Lesson], None]  # remove its rows before the draft lesson goes
+    pinned: Callable[[Session, Lesson], dict[str, Any]]  # what the hash pinned (once frozen)
 
 
 LESSON_KIND_HOOKS: dict[str, LessonKindHooks] = {}
@@ -346,6 +348,15 @@ def content_hash(course_code: str, version_number: int, lessons: list[Lesson],
     anyone can recompute it from the published lessons (and their exams' frozen rows)."""
     text = canonical_json(content_document(course_code, version_number, lessons, pinned))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def recompute_content_hash(session: Session, version: CourseVersion) -> str:
+    """The content hash of a version as its stored rows are now: equal to the published
+    ``content_hash`` unless something was changed behind the triggers' back."""
+    lessons = lessons_of(session, version)
+    pinned = {lesson.id: LESSON_KIND_HOOKS[lesson.kind].pinned(session, lesson)
+              for lesson in lessons if lesson.kind in LESSON_KIND_HOOKS}
+    return content_hash(version.course.code, version.number, lessons, pinned)
 
 
 def publish_version(session: Session, version: CourseVersion, *,

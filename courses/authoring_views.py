@@ -28,6 +28,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from assessments.exam_authoring_views import exam_summaries
+from assessments.policies import PolicyVersion
 from courses.authoring import (
     AuthoringError,
     CourseInput,
@@ -281,8 +283,16 @@ def _version_page(version: CourseVersion, status: int = 200):
     lessons = lessons_of(db.session, version)
     enrolled = db.session.scalar(select(func.count(Enrollment.id))
                                  .where(Enrollment.version_id == version.id))
+    # What policy and exam lessons point at, one query each (not one per lesson).
+    policy_ids = {lesson.policy_version_id for lesson in lessons if lesson.policy_version_id}
+    policies = {pv.id: pv for pv in db.session.scalars(
+        select(PolicyVersion).options(joinedload(PolicyVersion.document))
+        .where(PolicyVersion.id.in_(policy_ids)))} if policy_ids else {}
+    exams = exam_summaries(db.session, [lesson.id for lesson in lessons
+                                        if lesson.kind == "exam"])
     return render_template("courses/authoring/version_detail.html", version=version,
                            course=version.course, lessons=lessons, enrolled=enrolled,
+                           policies=policies, exams=exams,
                            action_form=ActionForm(), move_form=MoveForm()), status
 
 
@@ -502,6 +512,8 @@ def video_lesson_new(version_id: int):
 @roles_required(*AUTHOR_ROLES)
 def lesson_edit(lesson_id: int):
     lesson = _lesson_or_404(lesson_id)
+    if lesson.kind == "exam":  # its settings have a page of their own
+        return redirect(url_for("exam_authoring.exam_lesson_edit", lesson_id=lesson.id))
     version = lesson.version
     refusal = _draft_or_refuse(version)
     if refusal is not None:

@@ -137,6 +137,8 @@ def lesson(lesson_id: int):
         return _document_page(lesson)
     if lesson.kind == "policy":  # read and e-signed in the policies module
         return redirect(url_for("policies.lesson", lesson_id=lesson.id))
+    if lesson.kind == "exam":  # taken in the exams module
+        return redirect(url_for("exams.lesson", lesson_id=lesson.id))
     if lesson.kind != "video" or lesson.media is None:
         abort(404)
     return render_template("courses/learning/player.html", lesson=lesson,

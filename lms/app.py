@@ -70,8 +70,10 @@ def _register_models() -> None:
     import courses.models  # noqa: F401
     import lms.auth.models
     import lms.ledger
+    import lms.notify.models
     import lms.people.importer
     import lms.people.models
+    import lms.scheduler_lock
     import lms.workday_overrides  # noqa: F401
 
 
@@ -86,10 +88,11 @@ def _register_blueprints(app: Flask) -> None:
     from lms.auth.views import bp as auth_bp
     from lms.home import bp as home_bp
     from lms.ledger_views import bp as ledger_bp
+    from lms.notify.views import bp as notify_bp
     from lms.people.views import bp as people_bp
 
     for bp in (auth_bp, home_bp, people_bp, admin_bp, ledger_bp, authoring_bp, learning_bp,
-               policies_bp, banks_bp, exam_authoring_bp, exams_bp):
+               policies_bp, banks_bp, exam_authoring_bp, exams_bp, notify_bp):
         app.register_blueprint(bp)
 
 

@@ -41,19 +41,34 @@ def demo_command() -> None:
 
 @lms_cli.command("tick")
 def tick_command() -> None:
-    """Run the scheduled work once (idempotent; cron it every few minutes)."""
+    """Run the scheduled work once (idempotent; cron it every minute). A lease in the
+    database lets only one tick run at a time, on SQLite and PostgreSQL alike."""
+    from datetime import timedelta
+
     from assessments.exam_taking import close_expired
     from lms.dbtypes import utcnow
     from lms.housekeeping import run_housekeeping
+    from lms.notify.tick import run_notify_tick
+    from lms.scheduler_lock import acquire, new_holder, release
 
-    now = utcnow()
-    result = run_housekeeping(db.session, now)
-    db.session.commit()
-    click.echo(f"housekeeping: {result.stale_imports_deleted} stale staged imports deleted, "
-               f"{result.login_failures_pruned} old login failures pruned")
-    closed = close_expired(db.session, now=now)
-    db.session.commit()
-    click.echo(f"exams: {closed} attempts past their time limit scored on their saved answers")
+    holder = new_holder()
+    if not acquire(db.session, "tick", holder, timedelta(minutes=10)):
+        click.echo("tick: another tick is running; nothing done")
+        return
+    try:
+        now = utcnow()
+        result = run_housekeeping(db.session, now)
+        db.session.commit()
+        click.echo(f"housekeeping: {result.stale_imports_deleted} stale staged imports "
+                   f"deleted, {result.login_failures_pruned} old login failures pruned")
+        closed = close_expired(db.session, now=now)
+        db.session.commit()
+        click.echo(f"exams: {closed} attempts past their time limit scored on their saved "
+                   "answers")
+        click.echo(run_notify_tick(db.session, current_app))
+    finally:
+        db.session.rollback()
+        release(db.session, "tick", holder)
 
 
 @lms_cli.command("create-user")

@@ -85,4 +85,17 @@ def load_config(instance_path: Path) -> dict:
         "MAX_VIDEO_MB": int(os.environ.get("MAX_VIDEO_MB", "500")),
         # Number of reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust.
         "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0")),
+        # Outgoing e-mail (lms.notify). An empty SMTP_HOST disables e-mail: deliveries wait
+        # as pending and the in-app inbox still works.
+        "SMTP_HOST": os.environ.get("SMTP_HOST", "").strip(),
+        "SMTP_PORT": int(os.environ.get("SMTP_PORT", "25")),
+        "SMTP_USER": os.environ.get("SMTP_USER", ""),
+        "SMTP_PASSWORD": os.environ.get("SMTP_PASSWORD", ""),
+        "SMTP_STARTTLS": _flag("SMTP_STARTTLS"),
+        "SMTP_SSL": _flag("SMTP_SSL"),
+        "SMTP_TIMEOUT": float(os.environ.get("SMTP_TIMEOUT", "10")),
+        "MAIL_FROM": os.environ.get("MAIL_FROM") or "合规学堂 <no-reply@example.com>",
+        # Absolute links in e-mails (the tracking link) start with this.
+        "PUBLIC_BASE_URL": (os.environ.get("PUBLIC_BASE_URL")
+                            or "http://127.0.0.1:5000").rstrip("/"),
     }

@@ -28,6 +28,8 @@ from pathlib import Path
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
+from assessments.exam_authoring import ExamSettings, add_exam_lesson
+from assessments.exams import Question, QuestionBank, QuestionOption
 from assessments.signing import (
     add_policy_lesson,
     add_text_version,
@@ -451,7 +453,7 @@ class _DemoCourse:
     video_title: str
     document_title: str
     document: str
-    policy_name: str = ""  # set: the second lesson is this policy, read and e-signed
+    policy_name: str = ""  # set: an exam on it, then the policy to read and e-sign
 
 
 _COURSES: tuple[_DemoCourse, ...] = (
@@ -532,6 +534,44 @@ _COURSES: tuple[_DemoCourse, ...] = (
     ),
 )
 
+# The demo exam's bank: (kind, question, options, correct option numbers, explanation).
+# Answers follow the demo 《绩效管理制度》 text above.
+_PERF_QUESTIONS: tuple[tuple[str, str, tuple[str, ...], tuple[int, ...], str], ...] = (
+    ("single", "《绩效管理制度》规定绩效考核按什么周期进行？",
+     ("每月", "每季度", "每半年", "每年"), (2,), "第二条：绩效考核按季度进行。"),
+    ("single", "每季度结束后，应在多少个工作日内完成评分与面谈？",
+     ("五个", "十个", "十五个", "三十个"), (2,), "第二条：每季度结束后十个工作日内完成。"),
+    ("single", "员工对考核结果有异议的，应在结果公布之日起几个工作日内书面申诉？",
+     ("三个", "五个", "七个", "十个"), (2,), "第四条：五个工作日内向人力资源部书面申诉。"),
+    ("single", "考核结果分为几档？", ("三档", "四档", "五档", "十档"), (2,),
+     "第三条：分为 A、B、C、D 四档。"),
+    ("multiple", "连续两个季度为 D 档的员工，公司可以依法采取哪些措施？",
+     ("进行培训", "调整工作岗位", "不经任何程序直接解除劳动合同", "扣发全部工资"), (1, 2),
+     "第三条：可以依法培训或调整岗位；仍不能胜任的，才依照《劳动合同法》第四十条处理。"),
+    ("multiple", "本制度对员工发生效力，需要经过哪些程序？",
+     ("经职工代表大会讨论通过", "向员工公示或告知", "仅由总经理签字即可", "无需任何程序"), (1, 2),
+     "《劳动合同法》第四条：规章制度应经民主程序制定，并公示或告知劳动者。"),
+    ("true_false", "经培训或调整工作岗位仍不能胜任工作的，公司可以依照《劳动合同法》第四十条的规定处理。",
+     ("正确", "错误"), (1,), "第三条。"),
+    ("true_false", "员工从未被告知的规章制度，在劳动争议中一样可以作为处理依据。",
+     ("正确", "错误"), (2,), "未经公示或告知的制度不能作为处理依据；电子签署就是告知的证据。"),
+    ("true_false", "对考核结果的申诉应向人力资源部书面提出。", ("正确", "错误"), (1,), "第四条。"),
+)
+
+
+def _demo_exam_bank(session: Session, trainer: User) -> QuestionBank:
+    bank = QuestionBank(name="绩效管理制度题库", created_by_id=trainer.id,
+                        description="《绩效管理制度》宣贯考试用题（演示）")
+    for kind, text, options, correct, explanation in _PERF_QUESTIONS:
+        question = Question(bank=bank, kind=kind, topic="performance", text=text,
+                            explanation=explanation)
+        question.options = [QuestionOption(position=n, text=option, is_correct=n in correct)
+                            for n, option in enumerate(options, start=1)]
+        session.add(question)
+    session.flush()
+    return bank
+
+
 def _demo_policy(session: Session, spec: _DemoCourse, trainer: User):
     """The policy document of a demo course, version 1 published (30 s reading time)."""
     document = create_document(session, name=spec.policy_name, statement_template=None,
@@ -575,6 +615,11 @@ def _load_demo_courses(session: Session, users: dict[str, User]
                            media=video))
         session.flush()
         if spec.policy_name:
+            # Prove understanding, then sign: 5 of the bank's 9 questions, 80 to pass.
+            add_exam_lesson(session, version, title="制度要点测验", settings=ExamSettings(
+                bank_id=_demo_exam_bank(session, trainer).id, selection="random",
+                per_topic=(("performance", 5),), pass_score=80, max_attempts=3,
+                time_limit_minutes=15, review="answers_when_done"))
             add_policy_lesson(session, version, title=spec.document_title,
                               policy_version_id=_demo_policy(session, spec, trainer).id)
         else:

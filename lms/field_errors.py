@@ -6,10 +6,16 @@ put each message next to its field with ``show_on_form`` — nothing is half wri
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from flask import flash
+from flask_babel import gettext as _
+from sqlalchemy.exc import IntegrityError
+
+from lms.extensions import db
+
+T = TypeVar("T")
 
 
 class FieldErrors(Exception):
@@ -51,3 +57,26 @@ def show_on_form(form, error: FieldErrors) -> None:
                 field.errors = [*field.errors, message]
             else:
                 flash(str(message), "error")
+
+
+def save_or_show(form, action: Callable[[], T]) -> tuple[T | None, int]:
+    """The unit of work of a form view: run the service call and commit once.
+
+    Returns ``(result, 200)`` after a commit. On ``FieldErrors`` it rolls back and puts
+    the messages on the form (422, or 409 when the whole form is refused, e.g. a frozen
+    version); on ``IntegrityError`` (a concurrent change won a unique key) it rolls back
+    and flashes that nothing was saved (409). Nothing is ever half written.
+    """
+    try:
+        result = action()
+        db.session.commit()
+    except FieldErrors as exc:
+        db.session.rollback()
+        show_on_form(form, exc)
+        return None, 409 if "" in exc.errors else 422
+    except IntegrityError:
+        db.session.rollback()
+        flash(_("Someone else changed this at the same moment; nothing was saved. Try again."),
+              "error")
+        return None, 409
+    return result, 200

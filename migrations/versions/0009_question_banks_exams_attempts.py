@@ -13,7 +13,7 @@ and adds triggers so that evidence is never edited in place:
 - attempt_answers: no INSERT, UPDATE or DELETE for a submitted attempt.
 
 The attempt limit is a constraint: (exam_id, max_attempts) references
-exams (id, max_attempts), number is checked against it and unique per learner.
+exams (id, max_attempts), number is checked against it and unique per enrolment.
 """
 
 import importlib.util
@@ -223,6 +223,7 @@ def _tables():
     sa.Column('exam_id', sa.Integer(), nullable=False),
     sa.Column('max_attempts', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('enrollment_id', sa.Integer(), nullable=False),
     sa.Column('lesson_id', sa.Integer(), nullable=False),
     sa.Column('number', sa.Integer(), nullable=False),
     sa.Column('seed', sa.String(length=64), nullable=False),
@@ -245,14 +246,16 @@ def _tables():
     sa.CheckConstraint("end_reason IN ('submitted', 'timeout')", name=op.f('ck_exam_attempts_end_reason')),
     sa.CheckConstraint('number >= 1 AND number <= max_attempts', name=op.f('ck_exam_attempts_attempt_limit')),
     sa.ForeignKeyConstraint(['exam_id', 'max_attempts'], ['exams.id', 'exams.max_attempts'], name='fk_exam_attempts_exam_max_attempts', ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['enrollment_id'], ['enrollments.id'], name=op.f('fk_exam_attempts_enrollment_id_enrollments'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['lesson_id'], ['lessons.id'], name=op.f('fk_exam_attempts_lesson_id_lessons'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_exam_attempts_user_id_users'), ondelete='RESTRICT'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_exam_attempts')),
-    sa.UniqueConstraint('exam_id', 'user_id', 'number', name='uq_exam_attempts_exam_user_number')
+    sa.UniqueConstraint('exam_id', 'enrollment_id', 'number', name='uq_exam_attempts_exam_enrollment_number')
     )
     with op.batch_alter_table('exam_attempts', schema=None) as batch_op:
         batch_op.create_index('ix_exam_attempts_user_exam', ['user_id', 'exam_id'], unique=False)
-        batch_op.create_index('uq_exam_attempts_one_open', ['exam_id', 'user_id'], unique=True, sqlite_where=sa.text('submitted_at IS NULL'), postgresql_where=sa.text('submitted_at IS NULL'))
+        batch_op.create_index(batch_op.f('ix_exam_attempts_enrollment_id'), ['enrollment_id'], unique=False)
+        batch_op.create_index('uq_exam_attempts_one_open', ['exam_id', 'enrollment_id'], unique=True, sqlite_where=sa.text('submitted_at IS NULL'), postgresql_where=sa.text('submitted_at IS NULL'))
 
     op.create_table('attempt_answers',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -271,6 +274,7 @@ def _drop_tables():
     with op.batch_alter_table('exam_attempts', schema=None) as batch_op:
         batch_op.drop_index('uq_exam_attempts_one_open', sqlite_where=sa.text('submitted_at IS NULL'), postgresql_where=sa.text('submitted_at IS NULL'))
         batch_op.drop_index('ix_exam_attempts_user_exam')
+        batch_op.drop_index(batch_op.f('ix_exam_attempts_enrollment_id'))
 
     op.drop_table('exam_attempts')
     with op.batch_alter_table('exams', schema=None) as batch_op:

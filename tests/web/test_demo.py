@@ -206,8 +206,9 @@ def test_demo_courses_are_published_with_the_demo_video_and_learners_enrolled(ap
     import json
     from pathlib import Path
 
+    from assessments.exams import Exam
     from assessments.policies import PolicyVersion
-    from courses.authoring import content_hash, lessons_of
+    from courses.authoring import lessons_of, recompute_content_hash
     from courses.models import Course, Enrollment
     from lms.demo import DEMO_PASSWORDS, DEMO_VIDEO
 
@@ -227,8 +228,15 @@ def test_demo_courses_are_published_with_the_demo_video_and_learners_enrolled(ap
         [version] = course.versions
         assert version.status == "published" and version.published_at is not None
         lessons = lessons_of(db.session, version)
-        second = "policy" if course.code == "RISK-PERF-01" else "document"
-        assert [lesson.kind for lesson in lessons] == ["video", second]
+        perf = course.code == "RISK-PERF-01"
+        second = "policy" if perf else "document"
+        assert [lesson.kind for lesson in lessons] == (
+            ["video", "exam", "policy"] if perf else ["video", "document"])
+        if perf:  # the exam between them is frozen: 5 of the bank's 9 questions, 80 to pass
+            exam = db.session.scalar(select(Exam).where(Exam.lesson_id == lessons[1].id))
+            assert exam.frozen_at is not None and len(json.loads(exam.pool)) == 9
+            assert (exam.pass_score, json.loads(exam.per_topic)) == (80, {"performance": 5})
+        lessons = [lesson for lesson in lessons if lesson.kind != "exam"]
         assert lessons[0].media.sha256 == video_sha
         assert lessons[0].media.duration_seconds == pytest.approx(8.0, abs=0.05)
         if second == "document":
@@ -237,7 +245,7 @@ def test_demo_courses_are_published_with_the_demo_video_and_learners_enrolled(ap
             policy = db.session.get(PolicyVersion, lessons[1].policy_version_id)
             assert policy.status == "published" and policy.document.name == "绩效管理制度"
             assert policy.sha256 == hashlib.sha256(policy.body.encode()).hexdigest()
-        assert version.content_hash == content_hash(course.code, 1, lessons)
+        assert version.content_hash == recompute_content_hash(db.session, version)
         assert recorded[course.code] == version.content_hash
         enrolled = db.session.scalars(select(Enrollment).where(
             Enrollment.version_id == version.id)).all()

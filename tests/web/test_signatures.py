@@ -237,6 +237,17 @@ def test_signing_records_everything_appends_ledger_and_completes_lesson_and_cour
     # the course page now shows the lesson done
     page = client.get(f"/policies/lessons/{lesson.id}").get_data(as_text=True)
     assert 'data-state="signed"' in page
+    # the receipt message: in the signer's inbox, with the code, opened from there
+    from lms.notify.models import Message
+
+    [message] = db.session.scalars(select(Message).where(Message.recipient_user_id == sig.user_id))
+    assert message.kind == "receipt" and sig.verification_code in message.body
+    assert "绩效管理制度" in message.subject and policy.sha256 in message.body
+    inbox = client.get("/inbox").get_data(as_text=True)
+    assert "绩效管理制度" in inbox
+    assert sig.verification_code in client.get(f"/inbox/{message.id}").get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Message, message.id).read_at is not None
 
 
 def test_replayed_post_is_refused_and_creates_nothing(client, lesson, clock):
