@@ -36,7 +36,7 @@ RISK_TOPICS = (
 VERSION_STATUSES = ("draft", "published", "retired")
 # Policy and exam lessons are read, signed and taken in the assessments module.
 LESSON_KINDS = ("video", "document", "policy", "exam")
-ENROLLMENT_SOURCES = ("manual", "self")
+ENROLLMENT_SOURCES = ("manual", "self", "assigned")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
