@@ -68,8 +68,8 @@ def _register_models() -> None:
     import assessments.exams
     import assessments.policies  # noqa: F401
     import courses.models  # noqa: F401
-    import lms.compliance.models
     import lms.auth.models
+    import lms.compliance.models
     import lms.ledger
     import lms.notify.models
     import lms.people.importer
