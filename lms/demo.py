@@ -43,7 +43,7 @@ from courses.authoring import (
     publish_version,
 )
 from courses.media import MediaError, ingest_video
-from courses.models import Enrollment, Lesson
+from courses.models import Course, Enrollment, Lesson
 from lms.auth.passwords import hash_password
 from lms.ledger import LedgerEntry, append
 from lms.people import idnumber
@@ -421,6 +421,7 @@ def load_demo(session: Session, vault: IdNumberVault) -> bool:
     session.flush()
 
     courses, video = _load_demo_courses(session, {u.username: u for u in users})
+    rule_runs = _demo_rules(session, {u.username: u for u in users})
 
     statuses = Counter(e.status for e in company.employees)
     append(session, kind=LEDGER_KIND, subject="demo", payload={
@@ -432,8 +433,29 @@ def load_demo(session: Session, vault: IdNumberVault) -> bool:
         "employees": len(company.employees),
         "statuses": dict(sorted(statuses.items())),
         "users": sorted(DEMO_PASSWORDS),
+        "assignment_rules": rule_runs,
     })
     return True
+
+
+def _demo_rules(session: Session, users: dict[str, User]) -> dict[str, int]:
+    """A standing rule: everyone 在职 takes 《绩效管理制度》 within 10 working days; applied
+    once now, so "My learning" shows due dates from the start (the tick keeps it up)."""
+    from lms.compliance.engine import evaluate_rule, local_date
+    from lms.compliance.models import AssignmentRule
+    from lms.dbtypes import utcnow
+    from lms.workday_overrides import load_calendar
+
+    course_id = session.scalar(select(Course.id).where(Course.code == "RISK-PERF-01"))
+    now = utcnow()
+    rule = AssignmentRule(name="全员《绩效管理制度》宣贯", course_id=course_id,
+                          due_working_days=10, effective_from=local_date(now),
+                          created_by_id=users["hr"].id)
+    session.add(rule)
+    session.flush()
+    run = evaluate_rule(session, rule, calendar=load_calendar(session), now=now,
+                        actor_id=users["hr"].id)
+    return {rule.name: run.assigned}
 
 
 # --- demo courses ----------------------------------------------------------------------
