@@ -2,6 +2,9 @@
 playback-session and heartbeat endpoints the player calls, HR's manual enrolment and
 trainees' self-enrolment.
 
+"My learning" shows due dates when a layer above registers a provider for them (see
+``DUE_DATES_EXTENSION``); without one it lists the courses alone.
+
 Every learner page shows only the current user's own enrolment: a course or lesson of a
 version the user is not enrolled in answers 404, whoever asks. Any role may learn what
 they are enrolled on (HR staff and managers are employees too), so learner pages require
@@ -9,6 +12,11 @@ a login with any role; self-enrolment requires the trainee role, manual enrolmen
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import date
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
@@ -43,12 +51,46 @@ from courses.enrolment import (
 from courses.learning_forms import DocumentReadForm, ManualEnrolForm, SelfEnrolForm, parse_beat
 from courses.models import Enrollment, Lesson, LessonProgress
 from lms.auth.permissions import HR_ROLES, roles_required
+from lms.dbtypes import utcnow
 from lms.extensions import db
 from lms.people.models import ROLES
 
 bp = Blueprint("learning", __name__)
 
 LEARNER_ROLES = ROLES
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+# Extension point for due dates: a layer above (lms.compliance) may register a callable
+# ``(session, user_id, today) -> {version_id: DueInfo}`` under this key at app creation.
+# courses must not import it, so this module only knows the shape below.
+DUE_DATES_EXTENSION = "learning.due_dates"
+
+
+class DueInfo(Protocol):
+    """What "My learning" reads of a due date; ``state`` is one of due, overdue,
+    suspended, completed-on-time, completed-late."""
+
+    due_date: date
+    state: str
+    working_days: int | None
+
+
+DueDates = Callable[[Any, int, date], Mapping[int, DueInfo]]
+
+
+def today() -> date:
+    """The learner's calendar date (Asia/Shanghai); tests monkeypatch it."""
+    return utcnow().astimezone(SHANGHAI).date()
+
+
+def _due_order(info: DueInfo | None) -> tuple:
+    """Overdue first (longest overdue on top), then open deadlines soonest first, then
+    the rest in their original order (the sort is stable)."""
+    if info is not None and info.state == "overdue":
+        return (0, info.due_date)
+    if info is not None and info.state == "due":
+        return (1, info.due_date)
+    return (2,)
 
 
 def _min_read_seconds() -> int:
@@ -85,10 +127,13 @@ def _progress(lesson: Lesson) -> LessonProgress | None:
 @roles_required(*LEARNER_ROLES)
 def my_learning():
     rows = learner_courses(db.session, current_user.id)
+    provider: DueDates | None = current_app.extensions.get(DUE_DATES_EXTENSION)
+    dues = provider(db.session, current_user.id, today()) if provider is not None else {}
+    rows.sort(key=lambda row: _due_order(dues.get(row.version_id)))
     options = (self_enrol_options(db.session, current_user.id)
                if current_user.has_role("trainee") else [])
-    return render_template("courses/learning/my_learning.html", rows=rows, options=options,
-                           form=SelfEnrolForm())
+    return render_template("courses/learning/my_learning.html", rows=rows, dues=dues,
+                           options=options, form=SelfEnrolForm())
 
 
 @bp.post("/learning/courses/<int:version_id>/enrol")

@@ -56,6 +56,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     _register_models()
     _register_blueprints(app)
+    from lms.compliance import learner
+    learner.register(app)  # due dates in "My learning" (courses may not import compliance)
     _register_templates(app)
     _register_errors(app)
     _register_cli(app)
@@ -87,13 +89,16 @@ def _register_blueprints(app: Flask) -> None:
     from courses.learning_views import bp as learning_bp
     from lms.admin.views import bp as admin_bp
     from lms.auth.views import bp as auth_bp
+    from lms.compliance.team_views import bp as team_bp
+    from lms.compliance.views import bp as compliance_bp
     from lms.home import bp as home_bp
     from lms.ledger_views import bp as ledger_bp
     from lms.notify.views import bp as notify_bp
     from lms.people.views import bp as people_bp
 
     for bp in (auth_bp, home_bp, people_bp, admin_bp, ledger_bp, authoring_bp, learning_bp,
-               policies_bp, banks_bp, exam_authoring_bp, exams_bp, notify_bp):
+               policies_bp, banks_bp, exam_authoring_bp, exams_bp, notify_bp, compliance_bp,
+               team_bp):
         app.register_blueprint(bp)
 
 

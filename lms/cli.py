@@ -46,12 +46,15 @@ def tick_command() -> None:
     from datetime import timedelta
 
     from assessments.exam_taking import close_expired
+    from lms.compliance.engine import run_assignment_tick
+    from lms.compliance.reminders import ReminderPolicy, send_reminders
     from lms.dbtypes import utcnow
     from lms.housekeeping import run_housekeeping
     from lms.notify.tick import run_notify_tick
     from lms.scheduler_lock import acquire, new_holder, release
 
     holder = new_holder()
+    failed = False
     if not acquire(db.session, "tick", holder, timedelta(minutes=10)):
         click.echo("tick: another tick is running; nothing done")
         return
@@ -65,10 +68,26 @@ def tick_command() -> None:
         db.session.commit()
         click.echo(f"exams: {closed} attempts past their time limit scored on their saved "
                    "answers")
+        calendar = load_calendar(db.session)
+        try:
+            summary = run_assignment_tick(db.session, calendar=calendar, now=now)
+            db.session.commit()
+            click.echo(summary.line())
+        except UnknownYearError as exc:  # keep reminders and e-mail going meanwhile
+            db.session.rollback()
+            failed = True
+            click.echo(f"assignments: not evaluated: {exc}", err=True)
+        report = send_reminders(db.session, calendar=calendar, now=now,
+                                policy=ReminderPolicy.from_config(current_app.config))
+        db.session.commit()
+        click.echo(report.line())
+        failed = failed or bool(report.problems)
         click.echo(run_notify_tick(db.session, current_app))
     finally:
         db.session.rollback()
         release(db.session, "tick", holder)
+    if failed:
+        sys.exit(1)
 
 
 @lms_cli.command("create-user")

@@ -95,6 +95,10 @@ def load_config(instance_path: Path) -> dict:
         "SMTP_SSL": _flag("SMTP_SSL"),
         "SMTP_TIMEOUT": float(os.environ.get("SMTP_TIMEOUT", "10")),
         "MAIL_FROM": os.environ.get("MAIL_FROM") or "合规学堂 <no-reply@example.com>",
+        # Reminder schedule of lms.compliance.reminders (working days; see ReminderPolicy).
+        "REMINDER_DAYS_BEFORE": int(os.environ.get("REMINDER_DAYS_BEFORE", "3")),
+        "ESCALATE_HR_AFTER_WORKDAYS": int(os.environ.get("ESCALATE_HR_AFTER_WORKDAYS", "5")),
+        "DIGEST_ENABLED": _flag("DIGEST_ENABLED", True),
         # Absolute links in e-mails (the tracking link) start with this.
         "PUBLIC_BASE_URL": (os.environ.get("PUBLIC_BASE_URL")
                             or "http://127.0.0.1:5000").rstrip("/"),

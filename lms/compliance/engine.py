@@ -17,7 +17,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, exists, func, literal, or_, select, true, update
+from sqlalchemy import Select, and_, exists, func, literal, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -30,13 +30,13 @@ from lms.compliance.models import (
     RuleDepartment,
     RulePosition,
 )
-from lms.people.models import Employee, User, UserRole
-from lms.people.services import department_subtree_query
+from lms.people.models import Department, Employee, User, UserRole
 from lms.workdays import WorkCalendar
 
 __all__ = [
     "RuleRun",
     "TickSummary",
+    "departments_with_subtrees",
     "evaluate_rule",
     "latest_published_version",
     "local_date",
@@ -69,6 +69,16 @@ def _json_list(text: str | None) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def departments_with_subtrees(department_ids: list[int]) -> Select:
+    """Ids of the departments and all their sub-departments, in ONE recursive CTE (one
+    CTE per department would repeat the CTE name, which SQL refuses)."""
+    tree = (select(Department.id).where(Department.id.in_(department_ids))
+            .cte("rule_dept_tree", recursive=True))
+    child = aliased(Department)
+    tree = tree.union(select(child.id).where(child.parent_id == tree.c.id))
+    return select(tree.c.id)
+
+
 def rule_audience(session: Session, rule: AssignmentRule) -> Select:
     """SELECT (employee id, user id, hire date) of everyone the rule names now: enabled
     logins of employees in its departments (with sub-departments if asked), positions,
@@ -81,8 +91,7 @@ def rule_audience(session: Session, rule: AssignmentRule) -> Select:
                                .where(RuleDepartment.rule_id == rule.id)).all()
     if dept_ids:
         if rule.include_subdepartments:
-            stmt = stmt.where(or_(*[Employee.department_id.in_(department_subtree_query(d))
-                                    for d in dept_ids]))
+            stmt = stmt.where(Employee.department_id.in_(departments_with_subtrees(dept_ids)))
         else:
             stmt = stmt.where(Employee.department_id.in_(dept_ids))
     position_ids = select(RulePosition.position_id).where(RulePosition.rule_id == rule.id)
@@ -147,10 +156,11 @@ def _fan_out(session: Session, rule: AssignmentRule, version: CourseVersion, aud
 def _enrol_assigned(session: Session, rule_id: int, version_id: int, now: datetime) -> int:
     """Enrol everyone with an open assignment of this rule on its version (idempotent)."""
     a = Assignment.__table__.c
+    # No NOT EXISTS on enrollments: ON CONFLICT (the unique user/version key) already skips
+    # existing rows, and on PostgreSQL the planner ran that anti-join through the version_id
+    # index, rescanning every row inserted so far: 82 s instead of 6 s for 50,000 people.
     rows = (select(a.user_id, a.version_id, literal("assigned"), literal(now))
-            .where(a.rule_id == rule_id, a.version_id == version_id, a.status == "open",
-                   ~exists().where(Enrollment.user_id == a.user_id,
-                                   Enrollment.version_id == a.version_id)))
+            .where(a.rule_id == rule_id, a.version_id == version_id, a.status == "open"))
     stmt = (_insert(session)(Enrollment.__table__)
             .from_select(["user_id", "version_id", "source", "created_at"], rows)
             .on_conflict_do_nothing().returning(Enrollment.__table__.c.id))

@@ -16,7 +16,7 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -195,13 +195,17 @@ def send(
     body: str,
     link: str | None = None,
     dedupe_key: str | None = None,
+    dedupe_keys: Mapping[int, str] | None = None,
     email: bool = True,
     actor_id: int | None = None,
 ) -> int:
     """Send one message to each recipient (in bulk); return how many were new.
 
     With a ``dedupe_key``, a recipient who already has a message with that key gets
-    nothing (also when a concurrent call inserted it a moment ago). Each new message is
+    nothing (also when a concurrent call inserted it a moment ago). ``dedupe_keys``
+    instead gives each recipient a key of their own (recipient id -> key; every
+    recipient needs one), so that one call can carry the same text to people whose
+    obligations differ (e.g. one reminder per assignment). Each new message is
     in the inbox at once; with ``email``, an e-mail delivery waits for the tick for each
     recipient whose login or employee record has an address. The caller commits.
     """
@@ -211,6 +215,12 @@ def send(
     ids = list(dict.fromkeys(recipient_ids))
     if any(type(i) is not int for i in ids):
         raise NotifyError.one(_l("Recipients are user ids."), "recipient_ids")
+    if dedupe_keys is not None and (
+            dedupe_key is not None
+            or any(not isinstance(dedupe_keys.get(i), str)
+                   or not 0 < len(dedupe_keys[i]) <= MAX_DEDUPE_KEY for i in ids)):
+        raise NotifyError.one(_l("The de-duplication key is too long or empty."),
+                              "dedupe_key")
     if not ids:
         return 0
     unknown = _unknown_users(session, ids)
@@ -221,11 +231,12 @@ def send(
     now = utcnow()
     batch = uuid.uuid4().hex
     src = _json_rows(session, "r", [
-        {"u": uid, "h": content_sha256(uid, kind, subject, body, link)} for uid in ids
-    ], {"u": "integer", "h": "text"})
+        {"u": uid, "h": content_sha256(uid, kind, subject, body, link),
+         "k": dedupe_keys[uid] if dedupe_keys is not None else dedupe_key} for uid in ids
+    ], {"u": "integer", "h": "text", "k": "text"})
     rows = select(
         src.c.u, literal(kind, String), literal(subject, String), literal(body, String),
-        literal(link, String), literal(dedupe_key, String), src.c.h,
+        literal(link, String), src.c.k, src.c.h,
         literal(now, UTCDateTime()), literal(batch, String),
     ).where(src.c.u.is_not(None))  # SQLite needs a WHERE before an upsert's ON CONFLICT
     m = _messages
@@ -265,6 +276,7 @@ def send(
                       "count": len(inserted),
                       "kinds": [kind],
                       "dedupe_key": dedupe_key,
+                      **({"dedupe_keys": "per recipient"} if dedupe_keys is not None else {}),
                       "email_queued": queued,
                       "first_message_id": min(ids_inserted),
                       "last_message_id": max(ids_inserted),
