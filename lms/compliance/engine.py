@@ -17,7 +17,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, exists, func, literal, select, true, update
+from sqlalchemy import Select, and_, exists, literal, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -182,7 +182,9 @@ def evaluate_rule(session: Session, rule: AssignmentRule, *, calendar: WorkCalen
     audience = rule_audience(session, rule)
     inserted: list[tuple[int, str]] = []
     if rule.applies_to == "new_hires":
-        hire_dates = session.scalars(select(func.distinct(audience.subquery().c.hire_date))).all()
+        hired = audience.subquery()
+        # select(...).distinct() keeps the Date type (func.distinct gives SQLite's text)
+        hire_dates = session.scalars(select(hired.c.hire_date).distinct()).all()
         groups = [(None, d) for d in sorted(hire_dates)]
     else:
         groups = [(today, today)]

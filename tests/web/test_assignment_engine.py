@@ -141,3 +141,42 @@ def test_completion_then_retraining_on_a_new_version_keeps_history(org):
     assert sum(r.retrained for r in summary.runs) == 1
     assert run_assignment_tick(db.session, calendar=CAL, now=MONDAY).runs[0].retrained == 0
     assert rule.id == rows[1].rule_id
+
+
+def test_a_position_change_assigns_what_the_new_position_needs(org, people):
+    from lms.compliance.models import RulePosition
+
+    cashier = people.position("收银员", code="CASHIER")
+    course = _course("RISK-CASH-01")
+    rule = AssignmentRule(name="收银岗必修", course_id=course.id, due_working_days=7,
+                          effective_from=date(2026, 9, 1))
+    db.session.add(rule)
+    db.session.flush()
+    db.session.add(RulePosition(rule_id=rule.id, position_id=cashier.id))
+    db.session.commit()
+    assert evaluate_rule(db.session, rule, calendar=CAL, now=MONDAY).assigned == 0
+    org["staff"]["E3"].employee.position_id = cashier.id  # moved from the factory floor
+    db.session.commit()
+    later = datetime(2026, 10, 9, 2, 0, tzinfo=UTC)
+    run = evaluate_rule(db.session, rule, calendar=CAL, now=later)
+    db.session.commit()
+    [a] = _assignments()
+    assert run.assigned == 1 and a.user_id == org["staff"]["E3"].id
+    assert (a.trigger_date, a.due_date) == (date(2026, 10, 9), CAL.add_workdays(
+        date(2026, 10, 9), 7))
+
+
+def test_new_hire_rules_count_from_the_hire_date(org, people):
+    course = _course("RISK-NEW-01")
+    rule = _rule(course, org["hq"], applies_to="new_hires")
+    newcomer = people.employee("钱新人", department=org["store"], employee_no="E9")
+    newcomer.hire_date = date(2026, 9, 30)
+    db.session.commit()
+    people.user("ue9", "trainee", employee=newcomer)
+    run = evaluate_rule(db.session, rule, calendar=CAL, now=MONDAY)
+    db.session.commit()
+    rows = [a for a in _assignments() if a.employee_id == newcomer.id]
+    # hired 09-30: 7 working days later, skipping National Day and counting 调休 10-10
+    assert [(a.trigger_date, a.due_date) for a in rows] == [(date(2026, 9, 30),
+                                                             date(2026, 10, 15))]
+    assert run.assigned == 1  # staff hired in 2024, before the rule took effect, are not new hires
