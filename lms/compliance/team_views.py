@@ -34,7 +34,7 @@ bp = Blueprint("team", __name__)
 STATUS_CHOICES = (
     ("", _l("All statuses")),
     ("overdue", _l("Overdue")),
-    ("open", _l("Open")),
+    ("open", _l("Outstanding")),
     ("completed", _l("Completed")),
     ("suspended", _l("Suspended")),
     ("waived", _l("Waived")),
