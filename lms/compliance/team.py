@@ -21,6 +21,7 @@ from courses.models import Course, CourseVersion
 from lms.auth.permissions import report_ids_query
 from lms.compliance.learner import due_info
 from lms.compliance.models import Assignment
+from lms.paging import Page as BasePage
 from lms.people.models import Department, Employee
 from lms.workday_overrides import load_calendar
 
@@ -65,33 +66,10 @@ class TeamRow:
 
 
 @dataclass
-class Page:
-    """The shape macros.html's ``pager`` expects."""
+class Page(BasePage):
+    """A page of the team table."""
 
     items: list[TeamRow]
-    page: int
-    per_page: int
-    total: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, math.ceil(self.total / self.per_page))
-
-    @property
-    def has_prev(self) -> bool:
-        return self.page > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
-
-    @property
-    def prev_num(self) -> int:
-        return self.page - 1
-
-    @property
-    def next_num(self) -> int:
-        return self.page + 1
 
 
 @dataclass(frozen=True)

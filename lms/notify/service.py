@@ -49,6 +49,7 @@ from lms.field_errors import ErrorCollector, FieldErrors
 from lms.ledger_core import canonical_json
 from lms.notify.mailer import Mailer, OutgoingEmail, SendOutcome
 from lms.notify.models import MESSAGE_KINDS, READ_VIA, Message, MessageDelivery
+from lms.paging import Page
 from lms.people.models import Employee, User
 
 __all__ = [
@@ -488,34 +489,11 @@ def message_for(session: Session, user_id: int, message_id: int) -> Message | No
 
 
 @dataclass
-class InboxPage:
-    """A page of the inbox, shaped like Flask-SQLAlchemy's pagination for the pager."""
+class InboxPage(Page):
+    """A page of the inbox, with the unread count for the heading."""
 
     items: list[Message]
-    page: int
-    per_page: int
-    total: int
-    unread: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
-
-    @property
-    def has_prev(self) -> bool:
-        return self.page > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
-
-    @property
-    def prev_num(self) -> int:
-        return self.page - 1
-
-    @property
-    def next_num(self) -> int:
-        return self.page + 1
+    unread: int = 0
 
 
 def _inbox_query(user_id: int) -> Select:
