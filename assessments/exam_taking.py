@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from assessments import scoring
 from assessments.exams import GRACE_SECONDS, AttemptAnswer, Exam, ExamAttempt
 from courses.enrolment import blocking_lesson
-from courses.models import Course, CourseVersion, Enrollment, Lesson, LessonProgress
+from courses.models import Course, CourseVersion, Enrollment, Lesson
 from courses.tracking import complete_lesson
 from lms import ledger
 from lms.dbtypes import utcnow
@@ -342,8 +342,3 @@ def verify_attempt(session: Session, attempt: ExamAttempt) -> list[str]:
         if (result.percent, result.passed) != (attempt.score, attempt.passed):
             problems.append(f"attempt {attempt.id}: score does not follow from the answers")
     return problems
-
-
-def progress_of(session: Session, user_id: int, lesson_id: int) -> LessonProgress | None:
-    return session.scalar(select(LessonProgress).where(LessonProgress.user_id == user_id,
-                                                       LessonProgress.lesson_id == lesson_id))

@@ -30,6 +30,7 @@ from lms.compliance.models import (
     RuleDepartment,
     RulePosition,
 )
+from lms.dbtypes import UTCDateTime
 from lms.people.models import Department, Employee, User, UserRole
 from lms.workdays import WorkCalendar
 
@@ -38,6 +39,7 @@ __all__ = [
     "TickSummary",
     "departments_with_subtrees",
     "evaluate_rule",
+    "insert_assignments",
     "latest_published_version",
     "local_date",
     "rule_audience",
@@ -125,32 +127,52 @@ class RuleRun:
     ledger_seq: int | None = None
 
 
-def _fan_out(session: Session, rule: AssignmentRule, version: CourseVersion, audience: Select,
-             *, trigger_date: date | None, due: date, now: datetime, cycle_expr: Any,
-             source: str) -> list[tuple[int, str]]:
-    """INSERT ... SELECT the audience as assignments; return (user id, employee no.) of
-    the rows inserted (RETURNING), for the run's digest."""
-    sub = audience.subquery()
-    trigger = literal(trigger_date) if trigger_date is not None else sub.c.hire_date
-    rows = select(sub.c.user_id, sub.c.employee_id, literal(rule.course_id),
-                  literal(version.id), literal(rule.id), literal(source), cycle_expr,
-                  trigger, literal(due), literal("open"), literal(now), literal(""),
-                  literal(0), literal(now)).where(true())  # SQLite: see _fan_out_retrain
-    if source == "rule":  # nobody who was ever assigned this course (history is kept)
-        rows = rows.where(~exists().where(Assignment.user_id == sub.c.user_id,
-                                          Assignment.course_id == rule.course_id))
-    columns = ["user_id", "employee_id", "course_id", "version_id", "rule_id", "source",
-               "cycle", "trigger_date", "due_date", "status", "assigned_at", "reason",
-               "extensions", "updated_at"]
-    stmt = (_insert(session)(Assignment.__table__).from_select(columns, rows)
-            .on_conflict_do_nothing()
-            .returning(Assignment.__table__.c.user_id, Assignment.__table__.c.employee_id))
-    inserted = session.execute(stmt).all()
+ASSIGNMENT_COLUMNS = ("user_id", "employee_id", "course_id", "version_id", "rule_id",
+                      "source", "cycle", "trigger_date", "due_date", "status", "assigned_at",
+                      "assigned_by_id", "reason", "extensions", "updated_at")
+
+
+def insert_assignments(session: Session, people: Any, *, course_id: int, version_id: int,
+                       rule_id: int | None, source: str, cycle: Any, trigger: Any, due: date,
+                       now: datetime, assigned_by_id: int | None = None, reason: str = "",
+                       where: Any = None) -> list[tuple[int, int]]:
+    """The one INSERT ... SELECT every assignment goes through (rules, re-training, HR by
+    hand): ``people`` is a subquery with ``user_id`` and ``employee_id``; ``cycle`` and
+    ``trigger`` are SQL expressions or values. The unique keys skip people who have a live
+    assignment or this cycle already. Returns (user id, employee id) of the rows inserted."""
+    stamp = literal(now, UTCDateTime())
+    rows = select(people.c.user_id, people.c.employee_id, literal(course_id), literal(version_id),
+                  literal(rule_id), literal(source), cycle, trigger, literal(due),
+                  literal("open"), stamp, literal(assigned_by_id), literal(reason), literal(0),
+                  stamp).where(true() if where is None else where)  # SQLite: a WHERE keeps
+    table = Assignment.__table__  # "ON CONFLICT" from being read as a join's ON
+    stmt = (_insert(session)(table).from_select(list(ASSIGNMENT_COLUMNS), rows)
+            .on_conflict_do_nothing().returning(table.c.user_id, table.c.employee_id))
+    return [(u, e) for u, e in session.execute(stmt).all()]
+
+
+def _with_employee_nos(session: Session, inserted: list[tuple[int, int]]
+                       ) -> list[tuple[int, str]]:
+    """(user id, employee no.) for the ledger digest (numbers looked up for up to 1,000)."""
     if not inserted:
         return []
     numbers = dict(session.execute(select(Employee.id, Employee.employee_no).where(
-        Employee.id.in_({e for _u, e in inserted}))).all()) if len(inserted) <= 1000 else {}
+        Employee.id.in_({e for _u, e in inserted[:1000]}))).all())
     return [(u, numbers.get(e, str(e))) for u, e in inserted]
+
+
+def _fan_out(session: Session, rule: AssignmentRule, version: CourseVersion, audience: Select,
+             *, trigger_date: date | None, due: date, now: datetime) -> list[tuple[int, str]]:
+    """First-cycle assignments for everyone in ``audience`` never assigned this course
+    (history is kept: a completed or waived assignment is not repeated by the rule)."""
+    sub = audience.subquery()
+    inserted = insert_assignments(
+        session, sub, course_id=rule.course_id, version_id=version.id, rule_id=rule.id,
+        source="rule", cycle=literal(1),
+        trigger=literal(trigger_date) if trigger_date is not None else sub.c.hire_date,
+        due=due, now=now, where=~exists().where(Assignment.user_id == sub.c.user_id,
+                                                Assignment.course_id == rule.course_id))
+    return _with_employee_nos(session, inserted)
 
 
 def _enrol_assigned(session: Session, rule_id: int, version_id: int, now: datetime) -> int:
@@ -194,7 +216,7 @@ def evaluate_rule(session: Session, rule: AssignmentRule, *, calendar: WorkCalen
         narrowed = (select(sub) if trigger_date is not None
                     else select(sub).where(sub.c.hire_date == start))
         rows = _fan_out(session, rule, version, narrowed, trigger_date=trigger_date, due=due,
-                        now=now, cycle_expr=literal(1), source="rule")
+                        now=now)
         if rows:
             run.due_dates[due.isoformat()] = run.due_dates.get(due.isoformat(), 0) + len(rows)
         inserted.extend(rows)
@@ -227,27 +249,13 @@ def _retrain(session: Session, rule: AssignmentRule, version: CourseVersion,
                        ~exists().where(later.user_id == done.user_id,
                                        later.course_id == done.course_id,
                                        later.cycle > done.cycle)))
+    people = narrowed.subquery()
     today = local_date(now)
-    return _fan_out_retrain(session, rule, version, narrowed.subquery(), today=today,
-                            due=calendar.add_workdays(today, rule.due_working_days), now=now)
-
-
-def _fan_out_retrain(session: Session, rule: AssignmentRule, version: CourseVersion, ns: Any,
-                     *, today: date, due: date, now: datetime) -> list[tuple[int, str]]:
-    rows = select(ns.c.user_id, ns.c.employee_id, literal(rule.course_id), literal(version.id),
-                  literal(rule.id), literal("retraining"), ns.c.prev_cycle + 1, literal(today),
-                  literal(due), literal("open"), literal(now), literal(""), literal(0),
-                  literal(now)).where(true())  # SQLite: WHERE keeps ON CONFLICT unambiguous
-    columns = ["user_id", "employee_id", "course_id", "version_id", "rule_id", "source",
-               "cycle", "trigger_date", "due_date", "status", "assigned_at", "reason",
-               "extensions", "updated_at"]
-    stmt = (_insert(session)(Assignment.__table__).from_select(columns, rows)
-            .on_conflict_do_nothing()
-            .returning(Assignment.__table__.c.user_id, Assignment.__table__.c.employee_id))
-    inserted = session.execute(stmt).all()
-    numbers = dict(session.execute(select(Employee.id, Employee.employee_no).where(
-        Employee.id.in_({e for _u, e in inserted}))).all()) if 0 < len(inserted) <= 1000 else {}
-    return [(u, numbers.get(e, str(e))) for u, e in inserted]
+    inserted = insert_assignments(
+        session, people, course_id=rule.course_id, version_id=version.id, rule_id=rule.id,
+        source="retraining", cycle=people.c.prev_cycle + 1, trigger=literal(today),
+        due=calendar.add_workdays(today, rule.due_working_days), now=now)
+    return _with_employee_nos(session, inserted)
 
 
 def _record(session: Session, rule: AssignmentRule, version: CourseVersion, run: RuleRun,

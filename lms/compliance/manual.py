@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Select, func, literal, select, true, update
+from sqlalchemy import Select, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, contains_eager
 
 from courses.enrolment import ENROLLABLE_STATUS, MAX_EMPLOYEE_NOS
 from courses.models import Course, CourseVersion, Enrollment
 from lms import ledger
-from lms.compliance.engine import latest_published_version, local_date
+from lms.compliance.engine import insert_assignments, latest_published_version, local_date
 from lms.compliance.models import (
     ASSIGNMENT_STATUSES,
     MAX_DUE_WORKING_DAYS,
@@ -227,27 +227,21 @@ def assign_by_hand(
 def _insert_assignments(session: Session, user_ids: list[int], *, course: Course,
                         version: CourseVersion, today: date, due: date, reason: str,
                         actor_id: int, now: datetime) -> set[int]:
-    """One INSERT ... SELECT; the live-assignment unique index skips people who have one,
-    and the cycle is one more than the person's latest cycle of the course."""
+    """Through the engine's one insert; the cycle is one more than the person's latest
+    cycle of the course (the live-assignment unique index skips people who have one)."""
     if not user_ids:
         return set()
-    table = Assignment.__table__
-    prev = table.alias("prev")
+    prev = Assignment.__table__.alias("prev")
+    people = (select(User.id.label("user_id"), User.employee_id.label("employee_id"))
+              .where(User.id.in_(user_ids), User.employee_id.is_not(None)).subquery())
     last_cycle = (select(func.max(prev.c.cycle))
-                  .where(prev.c.user_id == User.id, prev.c.course_id == course.id)
+                  .where(prev.c.user_id == people.c.user_id, prev.c.course_id == course.id)
                   .scalar_subquery())
-    stamp = literal(now, UTCDateTime())
-    rows = (select(User.id, User.employee_id, literal(course.id), literal(version.id),
-                   literal("manual"), func.coalesce(last_cycle, 0) + 1, literal(today),
-                   literal(due), literal("open"), stamp, literal(actor_id), literal(reason),
-                   literal(0), stamp)
-            .where(User.id.in_(user_ids), User.employee_id.is_not(None), true()))
-    columns = ["user_id", "employee_id", "course_id", "version_id", "source", "cycle",
-               "trigger_date", "due_date", "status", "assigned_at", "assigned_by_id",
-               "reason", "extensions", "updated_at"]
-    stmt = (_insert(session)(table).from_select(columns, rows).on_conflict_do_nothing()
-            .returning(table.c.user_id))
-    return set(session.execute(stmt).scalars().all())
+    inserted = insert_assignments(
+        session, people, course_id=course.id, version_id=version.id, rule_id=None,
+        source="manual", cycle=func.coalesce(last_cycle, 0) + 1, trigger=literal(today),
+        due=due, now=now, assigned_by_id=actor_id, reason=reason)
+    return {user_id for user_id, _employee in inserted}
 
 
 def _enrol(session: Session, user_ids: list[int], version_id: int, actor_id: int,

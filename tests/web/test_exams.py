@@ -15,6 +15,7 @@ import pytest
 from exam_support import correct_indices, enrol, exam_lesson, make_bank, make_exam_course, served
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from support import Clock
 
 from assessments import exam_taking
 from assessments.exams import (
@@ -39,16 +40,6 @@ CSRF_VALUE_RE = re.compile(r'(name="csrf_token"[^>]*value=")[^"]+(")')
 LEGEND_RE = re.compile(r"<legend><strong>(\d+)\.</strong> ([^<]+)</legend>")
 ATTEMPT_URL_RE = re.compile(r"/exams/attempts/(\d+)$")
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow().replace(microsecond=0)
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture

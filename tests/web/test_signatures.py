@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import re
 from contextlib import contextmanager
-from datetime import timedelta
 from io import BytesIO
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
-from support import PASSWORD
+from support import PASSWORD, Clock
 
 from assessments import signing
 from assessments.policies import PolicyDocument, PolicyReading, PolicyVersion, Signature
@@ -33,16 +32,6 @@ CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|'
 BODY = "第一条 为规范绩效管理，制定本制度。\n\n第二条 绩效考核每季度进行一次。"
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture

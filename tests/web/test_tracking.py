@@ -5,11 +5,11 @@ written to the ledger exactly once."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import event, func, select
+from support import Clock
 
 from courses import tracking, watch
 from courses.media import ingest_video
@@ -29,18 +29,6 @@ from lms.ledger import LedgerEntry, verify
 
 DEMO_WEBM = Path(__file__).resolve().parents[2] / "courses" / "demo_media" / "demo.webm"
 
-
-class Clock:
-    """The server's receive time, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture
