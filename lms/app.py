@@ -72,6 +72,7 @@ def _register_models() -> None:
     import courses.models  # noqa: F401
     import lms.auth.models
     import lms.compliance.models
+    import lms.compliance.regulation.models
     import lms.ledger
     import lms.notify.models
     import lms.people.importer
