@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from assessments import scoring
 from assessments.exams import GRACE_SECONDS, AttemptAnswer, Exam, ExamAttempt
 from courses.enrolment import blocking_lesson
-from courses.models import Course, CourseVersion, Enrollment, Lesson
+from courses.models import Course, CourseVersion, Enrollment, Lesson, current_round
 from courses.tracking import complete_lesson
 from lms import ledger
 from lms.dbtypes import utcnow
@@ -100,9 +100,10 @@ def exam_for_lesson(session: Session, lesson: Lesson) -> Exam | None:
     return session.scalar(select(Exam).where(Exam.lesson_id == lesson.id))
 
 
-def exam_state(session: Session, *, user_id: int, exam: Exam) -> ExamState:
+def exam_state(session: Session, *, enrollment_id: int, exam: Exam) -> ExamState:
+    """The attempts of one enrolment (a recertification round starts with none)."""
     rows = session.scalars(select(ExamAttempt).where(ExamAttempt.exam_id == exam.id,
-                                                     ExamAttempt.user_id == user_id)
+                                                     ExamAttempt.enrollment_id == enrollment_id)
                            .order_by(ExamAttempt.number)).all()
     return ExamState(exam=exam, attempts=[a for a in rows if a.submitted_at is not None],
                      open_attempt=next((a for a in rows if a.submitted_at is None), None))
@@ -139,14 +140,15 @@ def start_attempt(session: Session, *, user: User, lesson: Lesson, ip: str | Non
     if exam is None or exam.pool is None:
         raise AttemptRefused("not_ready")
     enrollment_id = session.scalar(select(Enrollment.id).where(
-        Enrollment.user_id == user.id, Enrollment.version_id == lesson.version_id))
+        Enrollment.user_id == user.id, Enrollment.version_id == lesson.version_id,
+        current_round()))
     if enrollment_id is None:
         raise AttemptRefused("not_ready")
-    if blocking_lesson(session, user.id, lesson) is not None:
+    if blocking_lesson(session, enrollment_id, lesson) is not None:
         raise AttemptRefused("locked")
     now = clock()
     close_expired(session, now=now, user_id=user.id, exam_id=exam.id)
-    state = exam_state(session, user_id=user.id, exam=exam)
+    state = exam_state(session, enrollment_id=enrollment_id, exam=exam)
     if state.open_attempt is not None:
         return state.open_attempt
     if state.passed:
@@ -170,7 +172,7 @@ def start_attempt(session: Session, *, user: User, lesson: Lesson, ip: str | Non
             session.add(attempt)
             session.flush()
     except IntegrityError:
-        state = exam_state(session, user_id=user.id, exam=exam)
+        state = exam_state(session, enrollment_id=enrollment_id, exam=exam)
         if state.open_attempt is None:
             raise AttemptRefused("no_attempts") from None
         return state.open_attempt
@@ -266,7 +268,8 @@ def submit(session: Session, *, attempt: ExamAttempt, now: datetime | None = Non
     session.execute(update(ExamAttempt.__table__).where(ExamAttempt.id == attempt.id)
                     .values(**sealed, ledger_seq=entry.seq, ledger_hash=entry.hash))
     if result.passed:
-        complete_lesson(session, user_id=attempt.user_id, lesson_id=attempt.lesson_id, at=now,
+        complete_lesson(session, user_id=attempt.user_id, enrollment_id=attempt.enrollment_id,
+                        lesson_id=attempt.lesson_id, at=now,
                         ledger_seq=entry.seq)
     session.refresh(attempt)
     return attempt

@@ -36,7 +36,7 @@ from assessments import exam_taking, scoring
 from assessments.exam_taking import AttemptRefused
 from assessments.exams import Exam, ExamAttempt
 from courses.enrolment import blocking_lesson
-from courses.models import Enrollment, Lesson
+from courses.models import Enrollment, Lesson, current_round
 from lms.auth.permissions import roles_required
 from lms.extensions import db
 from lms.people.models import ROLES
@@ -54,17 +54,19 @@ class ExamActionForm(FlaskForm):
 # --- access -------------------------------------------------------------------------------
 
 
-def _my_exam_lesson(lesson_id: int) -> tuple[Lesson, Exam]:
-    """The exam lesson and its exam, if the current user is enrolled on its version."""
+def _my_exam_lesson(lesson_id: int) -> tuple[Lesson, Exam, int]:
+    """The exam lesson, its exam and the current user's current enrolment (round) on its
+    version; 404 when the user is not enrolled."""
     row = db.session.execute(
-        select(Lesson, Exam).join(Enrollment, Enrollment.version_id == Lesson.version_id)
+        select(Lesson, Exam, Enrollment.id)
+        .join(Enrollment, Enrollment.version_id == Lesson.version_id)
         .join(Exam, Exam.lesson_id == Lesson.id)
-        .where(Lesson.id == lesson_id, Enrollment.user_id == current_user.id,
+        .where(Lesson.id == lesson_id, Enrollment.user_id == current_user.id, current_round(),
                Lesson.kind == "exam")
     ).first()
     if row is None:
         abort(404)
-    return row[0], row[1]
+    return row[0], row[1], row[2]
 
 
 def _my_attempt(attempt_id: int) -> ExamAttempt:
@@ -74,9 +76,9 @@ def _my_attempt(attempt_id: int) -> ExamAttempt:
     return attempt
 
 
-def _blocked(lesson: Lesson):
+def _blocked(lesson: Lesson, enrollment_id: int):
     """A redirect to the course page naming the lesson to finish first, or None."""
-    blocker = blocking_lesson(db.session, current_user.id, lesson)
+    blocker = blocking_lesson(db.session, enrollment_id, lesson)
     if blocker is None:
         return None
     flash(_("Complete “%(title)s” first: lessons are taken in order.", title=blocker.title),
@@ -98,15 +100,15 @@ def _remaining(attempt: ExamAttempt, now: datetime) -> int:
 @bp.get("/exams/lessons/<int:lesson_id>")
 @roles_required(*ROLES)
 def lesson(lesson_id: int):
-    lesson, exam = _my_exam_lesson(lesson_id)
-    blocked = _blocked(lesson)
+    lesson, exam, enrollment_id = _my_exam_lesson(lesson_id)
+    blocked = _blocked(lesson, enrollment_id)
     if blocked is not None:
         return blocked
     # An attempt whose time ran out while the learner was away is scored now, so the
     # page shows it with its result rather than as still running.
     exam_taking.close_expired(db.session, user_id=current_user.id, exam_id=exam.id)
     db.session.commit()
-    state = exam_taking.exam_state(db.session, user_id=current_user.id, exam=exam)
+    state = exam_taking.exam_state(db.session, enrollment_id=enrollment_id, exam=exam)
     now = exam_taking.clock()
     question_count = (state.open_attempt.question_count if state.open_attempt
                       else _planned_questions(exam))
@@ -143,7 +145,7 @@ def _refusal_message(code: str, exam: Exam) -> str:
 @bp.post("/exams/lessons/<int:lesson_id>/start")
 @roles_required(*ROLES)
 def start(lesson_id: int):
-    lesson, exam = _my_exam_lesson(lesson_id)
+    lesson, exam, enrollment_id = _my_exam_lesson(lesson_id)
     if not ExamActionForm().validate_on_submit():
         abort(400)
     try:
@@ -154,7 +156,7 @@ def start(lesson_id: int):
         # Only the closing of an expired attempt may have been written: keep it.
         db.session.commit()
         if exc.code == "locked":
-            blocker = blocking_lesson(db.session, current_user.id, lesson)
+            blocker = blocking_lesson(db.session, enrollment_id, lesson)
             return render_template("assessments/exams/refused.html", lesson=lesson,
                                    course=lesson.version.course, blocker=blocker), 403
         flash(_refusal_message(exc.code, exam), "error")
@@ -311,7 +313,7 @@ def result(attempt_id: int):
         return redirect(url_for(".attempt", attempt_id=attempt.id))
     exam = db.session.get(Exam, attempt.exam_id)
     lesson = db.session.get(Lesson, attempt.lesson_id)
-    state = exam_taking.exam_state(db.session, user_id=current_user.id, exam=exam)
+    state = exam_taking.exam_state(db.session, enrollment_id=attempt.enrollment_id, exam=exam)
     show_key = exam_taking.key_visible(state, attempt)
     rows = _result_rows(exam_taking.served_of(attempt),
                         exam_taking.attempt_answers(db.session, attempt), show_key)

@@ -90,6 +90,7 @@ class PolicyReading(db.Model):
     token: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
     lesson_id: Mapped[int] = mapped_column(ForeignKey("lessons.id", ondelete="RESTRICT"))
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="RESTRICT"))
     policy_version_id: Mapped[int] = mapped_column(
         ForeignKey("policy_versions.id", ondelete="RESTRICT"))
     served_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -98,11 +99,13 @@ class PolicyReading(db.Model):
 
 
 class Signature(db.Model):
-    """One person's signed acknowledgement of one policy version (at most one each)."""
+    """One person's signed acknowledgement of one policy version, at most one per
+    enrolment: a recertification round signs again and the earlier signature stays."""
 
     __tablename__ = "signatures"
     __table_args__ = (
-        UniqueConstraint("user_id", "policy_version_id", name="uq_signatures_user_version"),
+        UniqueConstraint("enrollment_id", "policy_version_id",
+                         name="uq_signatures_enrollment_version"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -119,6 +122,8 @@ class Signature(db.Model):
     version_number: Mapped[int] = mapped_column(Integer)
     document_sha256: Mapped[str] = mapped_column(String(64))
     lesson_id: Mapped[int | None] = mapped_column(ForeignKey("lessons.id", ondelete="RESTRICT"))
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="RESTRICT"),
+                                               index=True)
     statement: Mapped[str] = mapped_column(Text)
     statement_sha256: Mapped[str] = mapped_column(String(64))
     reading_seconds: Mapped[float] = mapped_column(Float)

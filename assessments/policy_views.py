@@ -38,7 +38,7 @@ from assessments.policy_forms import (
 )
 from courses.enrolment import blocking_lesson
 from courses.media import storage
-from courses.models import CourseVersion, Enrollment, Lesson
+from courses.models import CourseVersion, Enrollment, Lesson, current_round
 from lms.auth.permissions import roles_required
 from lms.auth.throttle import ThrottlePolicy
 from lms.extensions import db
@@ -215,24 +215,27 @@ def policy_lesson_new(version_id: int):
 # --- reading and signing ------------------------------------------------------------------
 
 
-def _my_policy_lesson(lesson_id: int) -> Lesson:
-    lesson = db.session.execute(
-        select(Lesson).join(Enrollment, Enrollment.version_id == Lesson.version_id)
-        .where(Lesson.id == lesson_id, Enrollment.user_id == current_user.id,
+def _my_policy_lesson(lesson_id: int) -> tuple[Lesson, int]:
+    """The policy lesson and the current user's current enrolment (round) on its
+    version; 404 when the user is not enrolled."""
+    row = db.session.execute(
+        select(Lesson, Enrollment.id).join(Enrollment, Enrollment.version_id == Lesson.version_id)
+        .where(Lesson.id == lesson_id, Enrollment.user_id == current_user.id, current_round(),
                Lesson.kind == "policy")
-    ).scalar_one_or_none()
-    if lesson is None or lesson.policy_version_id is None:
+    ).first()
+    if row is None or row[0].policy_version_id is None:
         abort(404)
-    return lesson
+    return row[0], row[1]
 
 
-def _sign_page(lesson: Lesson, form: SignForm | None = None, *, status: int = 200,
-               error: str | None = None):
+def _sign_page(lesson: Lesson, enrollment_id: int, form: SignForm | None = None, *,
+               status: int = 200, error: str | None = None):
     version = db.session.get(PolicyVersion, lesson.policy_version_id)
     document = version.document
-    signature = signing.signature_of(db.session, current_user.id, version.id)
+    signature = signing.signature_of(db.session, enrollment_id, version.id)
     if signature is None and form is None:
-        reading = signing.start_reading(db.session, user_id=current_user.id, lesson=lesson,
+        reading = signing.start_reading(db.session, user_id=current_user.id,
+                                        enrollment_id=enrollment_id, lesson=lesson,
                                         ip=request.remote_addr,
                                         user_agent=request.user_agent.string)
         db.session.commit()
@@ -250,13 +253,13 @@ def _sign_page(lesson: Lesson, form: SignForm | None = None, *, status: int = 20
 @bp.get("/policies/lessons/<int:lesson_id>")
 @roles_required(*ROLES)
 def lesson(lesson_id: int):
-    lesson = _my_policy_lesson(lesson_id)
-    blocker = blocking_lesson(db.session, current_user.id, lesson)
+    lesson, enrollment_id = _my_policy_lesson(lesson_id)
+    blocker = blocking_lesson(db.session, enrollment_id, lesson)
     if blocker is not None:
         flash(_("Complete “%(title)s” first: lessons are taken in order.", title=blocker.title),
               "error")
         return redirect(url_for("learning.course", version_id=lesson.version_id))
-    return _sign_page(lesson)
+    return _sign_page(lesson, enrollment_id)
 
 
 REFUSALS = {
@@ -276,15 +279,16 @@ REFUSALS = {
 @bp.post("/policies/lessons/<int:lesson_id>/sign")
 @roles_required(*ROLES)
 def sign(lesson_id: int):
-    lesson = _my_policy_lesson(lesson_id)
-    if blocking_lesson(db.session, current_user.id, lesson) is not None:
+    lesson, enrollment_id = _my_policy_lesson(lesson_id)
+    if blocking_lesson(db.session, enrollment_id, lesson) is not None:
         abort(403)
     form = SignForm()
     if not form.validate_on_submit():
-        return _sign_page(lesson, form, status=422)
+        return _sign_page(lesson, enrollment_id, form, status=422)
     try:
         signature = signing.sign(
             db.session, user=current_user._get_current_object(), lesson=lesson,
+            enrollment_id=enrollment_id,
             reading_token=form.reading.data, typed_name=form.full_name.data,
             password=form.password.data, ip=request.remote_addr,
             user_agent=request.user_agent.string, throttle=_throttle())
@@ -302,7 +306,7 @@ def sign(lesson_id: int):
             return redirect(url_for(".lesson", lesson_id=lesson.id))
         status, message = REFUSALS[exc.code]
         form.password.data = ""
-        return _sign_page(lesson, form, status=status, error=message(exc.remaining))
+        return _sign_page(lesson, enrollment_id, form, status=status, error=message(exc.remaining))
     except IntegrityError:
         db.session.rollback()
         flash(_("You have signed this version already. Nothing new was recorded."), "info")

@@ -220,20 +220,23 @@ def document_bytes(version: PolicyVersion, store: MediaStorage) -> bytes:
         return fh.read()
 
 
-def start_reading(session: Session, *, user_id: int, lesson: Lesson, ip: str | None,
-                  user_agent: str | None) -> PolicyReading:
+def start_reading(session: Session, *, user_id: int, enrollment_id: int, lesson: Lesson,
+                  ip: str | None, user_agent: str | None) -> PolicyReading:
     """Record that the server is serving the document now; the token goes in the form."""
     reading = PolicyReading(token=secrets.token_urlsafe(32), user_id=user_id,
-                            lesson_id=lesson.id, policy_version_id=lesson.policy_version_id,
+                            enrollment_id=enrollment_id, lesson_id=lesson.id, policy_version_id=lesson.policy_version_id,
                             served_at=clock(), ip=ip, user_agent=(user_agent or "")[:512])
     session.add(reading)
     session.flush()
     return reading
 
 
-def signature_of(session: Session, user_id: int, policy_version_id: int) -> Signature | None:
-    return session.scalar(select(Signature).where(Signature.user_id == user_id,
-                                                  Signature.policy_version_id == policy_version_id))
+def signature_of(session: Session, enrollment_id: int, policy_version_id: int
+                 ) -> Signature | None:
+    """The enrolment's signature of a policy version (each round signs again)."""
+    return session.scalar(select(Signature).where(
+        Signature.enrollment_id == enrollment_id,
+        Signature.policy_version_id == policy_version_id))
 
 
 # --- signing ----------------------------------------------------------------------------
@@ -252,9 +255,9 @@ def _code() -> str:
     return base64.b32encode(secrets.token_bytes(10)).decode("ascii")[:10]
 
 
-def sign(session: Session, *, user: User, lesson: Lesson, reading_token: str, typed_name: str,
-         password: str, ip: str | None, user_agent: str | None,
-         throttle: ThrottlePolicy) -> Signature:
+def sign(session: Session, *, user: User, lesson: Lesson, enrollment_id: int,
+         reading_token: str, typed_name: str, password: str, ip: str | None,
+         user_agent: str | None, throttle: ThrottlePolicy) -> Signature:
     """Sign the lesson's policy version as ``user`` (always the logged-in user).
 
     A refused password is recorded as a login failure (the caller commits that alone),
@@ -266,11 +269,12 @@ def sign(session: Session, *, user: User, lesson: Lesson, reading_token: str, ty
     version = session.get(PolicyVersion, lesson.policy_version_id)
     if version is None or version.status != "published":
         raise SignRefused("stale")
-    if signature_of(session, user.id, version.id) is not None:
+    if signature_of(session, enrollment_id, version.id) is not None:
         raise SignRefused("already_signed")
     reading = session.scalar(select(PolicyReading).where(
         PolicyReading.token == (reading_token or ""), PolicyReading.user_id == user.id,
-        PolicyReading.lesson_id == lesson.id, PolicyReading.policy_version_id == version.id))
+        PolicyReading.enrollment_id == enrollment_id, PolicyReading.lesson_id == lesson.id,
+        PolicyReading.policy_version_id == version.id))
     if reading is None:
         raise SignRefused("stale")
     now = clock()
@@ -296,18 +300,21 @@ def sign(session: Session, *, user: User, lesson: Lesson, reading_token: str, ty
         "employee_no": employee.employee_no, "signer_name": employee.name,
         "id_number_masked": employee.id_number_masked, "policy_document_id": document.id,
         "policy_version_id": version.id, "version_number": version.number,
-        "document_sha256": version.sha256, "lesson_id": lesson.id, "statement": statement,
+        "document_sha256": version.sha256, "lesson_id": lesson.id,
+        "enrollment_id": enrollment_id, "statement": statement,
         "statement_sha256": sha256_hex(statement.encode("utf-8")),
         "reading_seconds": round(elapsed, 1), "auth_method": AUTH_METHOD, "auth_at": auth_at,
         "signed_at": now, "ip": ip, "user_agent": (user_agent or "")[:512],
     }
     entry = ledger.append(session, kind="policy.signed", subject=f"policy_version:{version.id}",
                           actor_id=user.id, payload={**_payload_view(fields),
-                                                     "policy_name": document.name})
+                                                     "policy_name": document.name,
+                                                     "enrollment_id": enrollment_id})
     signature = Signature(**fields, ledger_seq=entry.seq, ledger_hash=entry.hash)
     session.add(signature)
     session.flush()
-    complete_lesson(session, user_id=user.id, lesson_id=lesson.id, at=now,
+    complete_lesson(session, user_id=user.id, enrollment_id=enrollment_id, lesson_id=lesson.id,
+                    at=now,
                     ledger_seq=entry.seq)
     _send_receipt(session, user=user, signature=signature, policy_name=document.name)
     return signature

@@ -25,7 +25,15 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from courses.models import Course, CourseVersion, Enrollment, Lesson, LessonProgress, MediaAsset
+from courses.models import (
+    Course,
+    CourseVersion,
+    Enrollment,
+    Lesson,
+    LessonProgress,
+    MediaAsset,
+    current_round,
+)
 from lms import ledger
 from lms.dbtypes import utcnow
 from lms.people.models import Department, Employee, User
@@ -39,6 +47,7 @@ __all__ = [
     "LessonRow",
     "blocking_lesson",
     "course_outline",
+    "current_enrolment",
     "department_choices",
     "enrol_people",
     "learner_courses",
@@ -134,8 +143,8 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) ->
         return set()
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = (insert(Enrollment.__table__)
-            .on_conflict_do_nothing(index_elements=["user_id", "version_id"])
+    # no conflict target: either key (the current round, or user/version/cycle) skips
+    stmt = (insert(Enrollment.__table__).on_conflict_do_nothing()
             .returning(Enrollment.__table__.c.user_id))
     return set(session.execute(stmt, rows).scalars().all())
 
@@ -229,19 +238,14 @@ def self_enrol(session: Session, user: User, version_id: int) -> tuple[Enrollmen
     version, course = _published_version(session, version_id)
     if not course.is_optional:
         raise EnrolmentError(_l("This course is not open for self-enrolment."))
-    existing = session.execute(
-        select(Enrollment).where(Enrollment.user_id == user.id,
-                                 Enrollment.version_id == version.id)
-    ).scalar_one_or_none()
+    existing = current_enrolment(session, user.id, version.id)
     if existing is not None:
         return existing, False
     inserted = _insert_ignoring_duplicates(session, [
         {"user_id": user.id, "version_id": version.id, "source": "self",
          "enrolled_by_id": user.id, "created_at": utcnow()}])
-    enrolment = session.execute(
-        select(Enrollment).where(Enrollment.user_id == user.id,
-                                 Enrollment.version_id == version.id)
-    ).scalar_one()
+    enrolment = current_enrolment(session, user.id, version.id)
+    assert enrolment is not None
     if not inserted:  # a concurrent request (double click) got there first
         return enrolment, False
     ledger.append(session, kind="enrolment.self", subject=f"course_version:{version.id}",
@@ -289,6 +293,7 @@ class CourseRow:
     lessons: int
     done: int
     started: int
+    cycle: int = 1  # recertification round (1: the first time)
 
     @property
     def status(self) -> str:
@@ -314,16 +319,17 @@ def learner_courses(session: Session, user_id: int) -> list[CourseRow]:
             func.count(func.distinct(Lesson.id)),
             func.count(progress.completed_at),
             func.count(progress.id),
+            Enrollment.cycle,
         )
         .join(CourseVersion, CourseVersion.id == Enrollment.version_id)
         .join(Course, Course.id == CourseVersion.course_id)
         .outerjoin(Lesson, Lesson.version_id == Enrollment.version_id)
         .outerjoin(progress, and_(progress.lesson_id == Lesson.id,
-                                  progress.user_id == Enrollment.user_id))
-        .where(Enrollment.user_id == user_id)
+                                  progress.enrollment_id == Enrollment.id))
+        .where(Enrollment.user_id == user_id, current_round())
         .group_by(Enrollment.id, Enrollment.version_id, CourseVersion.number, Course.code,
                   Course.title_zh, Course.title_en, Enrollment.source, Enrollment.created_at,
-                  Enrollment.completed_at)
+                  Enrollment.completed_at, Enrollment.cycle)
         .order_by(Enrollment.completed_at.is_not(None), Enrollment.created_at.desc(),
                   Enrollment.id.desc())
     ).all()
@@ -351,12 +357,10 @@ class LessonRow:
 
 def course_outline(session: Session, user_id: int, version_id: int
                    ) -> tuple[Enrollment, list[LessonRow]] | None:
-    """The user's enrolment on a version and its lessons in order with progress, or None
-    when the user is not enrolled (the caller answers 404: nobody browses others')."""
-    enrolment = session.execute(
-        select(Enrollment).where(Enrollment.user_id == user_id,
-                                 Enrollment.version_id == version_id)
-    ).scalar_one_or_none()
+    """The user's current enrolment on a version and its lessons in order with progress,
+    or None when the user is not enrolled (the caller answers 404: nobody browses
+    others')."""
+    enrolment = current_enrolment(session, user_id, version_id)
     if enrolment is None:
         return None
     rows = session.execute(
@@ -364,7 +368,7 @@ def course_outline(session: Session, user_id: int, version_id: int
                LessonProgress.completed_at)
         .outerjoin(MediaAsset, MediaAsset.id == Lesson.media_id)
         .outerjoin(LessonProgress, and_(LessonProgress.lesson_id == Lesson.id,
-                                        LessonProgress.user_id == user_id))
+                                        LessonProgress.enrollment_id == enrolment.id))
         .where(Lesson.version_id == version_id)
         .order_by(Lesson.position)
     ).all()
@@ -376,11 +380,19 @@ def course_outline(session: Session, user_id: int, version_id: int
     return enrolment, out
 
 
-def blocking_lesson(session: Session, user_id: int, lesson: Lesson) -> Lesson | None:
-    """The first earlier lesson of the same version the user has not completed, or None
-    when ``lesson`` is open. Lessons must be done in order."""
+def current_enrolment(session: Session, user_id: int, version_id: int) -> Enrollment | None:
+    """The user's current round on a version (never a superseded one), or None."""
+    return session.execute(
+        select(Enrollment).where(Enrollment.user_id == user_id,
+                                 Enrollment.version_id == version_id, current_round())
+    ).scalar_one_or_none()
+
+
+def blocking_lesson(session: Session, enrollment_id: int, lesson: Lesson) -> Lesson | None:
+    """The first earlier lesson of the same version the enrolment has not completed, or
+    None when ``lesson`` is open. Lessons must be done in order."""
     done = select(LessonProgress.id).where(LessonProgress.lesson_id == Lesson.id,
-                                           LessonProgress.user_id == user_id,
+                                           LessonProgress.enrollment_id == enrollment_id,
                                            LessonProgress.completed_at.is_not(None))
     return session.execute(
         select(Lesson).where(Lesson.version_id == lesson.version_id,

@@ -49,7 +49,7 @@ from courses.enrolment import (
     self_enrol_options,
 )
 from courses.learning_forms import DocumentReadForm, ManualEnrolForm, SelfEnrolForm, parse_beat
-from courses.models import Enrollment, Lesson, LessonProgress
+from courses.models import Enrollment, Lesson, LessonProgress, current_round
 from lms.auth.permissions import HR_ROLES, roles_required
 from lms.dbtypes import utcnow
 from lms.extensions import db
@@ -102,20 +102,21 @@ def _client() -> tuple[str | None, str]:
     return request.remote_addr, request.user_agent.string
 
 
-def _my_lesson(lesson_id: int) -> Lesson:
-    """The lesson, if the current user is enrolled on its version; 404 otherwise."""
-    lesson = db.session.execute(
-        select(Lesson).join(Enrollment, Enrollment.version_id == Lesson.version_id)
-        .where(Lesson.id == lesson_id, Enrollment.user_id == current_user.id)
-    ).scalar_one_or_none()
-    if lesson is None:
+def _my_lesson(lesson_id: int) -> tuple[Lesson, int]:
+    """The lesson and the current user's current enrolment (round) on its version; 404
+    when the user is not enrolled."""
+    row = db.session.execute(
+        select(Lesson, Enrollment.id).join(Enrollment, Enrollment.version_id == Lesson.version_id)
+        .where(Lesson.id == lesson_id, Enrollment.user_id == current_user.id, current_round())
+    ).first()
+    if row is None:
         abort(404)
-    return lesson
+    return row[0], row[1]
 
 
-def _progress(lesson: Lesson) -> LessonProgress | None:
+def _progress(lesson: Lesson, enrollment_id: int) -> LessonProgress | None:
     return db.session.execute(
-        select(LessonProgress).where(LessonProgress.user_id == current_user.id,
+        select(LessonProgress).where(LessonProgress.enrollment_id == enrollment_id,
                                      LessonProgress.lesson_id == lesson.id)
     ).scalar_one_or_none()
 
@@ -172,14 +173,14 @@ def course(version_id: int):
 @bp.get("/learning/lessons/<int:lesson_id>")
 @roles_required(*LEARNER_ROLES)
 def lesson(lesson_id: int):
-    lesson = _my_lesson(lesson_id)
-    blocker = blocking_lesson(db.session, current_user.id, lesson)
+    lesson, enrollment_id = _my_lesson(lesson_id)
+    blocker = blocking_lesson(db.session, enrollment_id, lesson)
     if blocker is not None:
         flash(_("Complete “%(title)s” first: lessons are taken in order.", title=blocker.title),
               "error")
         return redirect(url_for(".course", version_id=lesson.version_id))
     if lesson.kind == "document":
-        return _document_page(lesson)
+        return _document_page(lesson, enrollment_id)
     if lesson.kind == "policy":  # read and e-signed in the policies module
         return redirect(url_for("policies.lesson", lesson_id=lesson.id))
     if lesson.kind == "exam":  # taken in the exams module
@@ -188,20 +189,21 @@ def lesson(lesson_id: int):
         abort(404)
     return render_template("courses/learning/player.html", lesson=lesson,
                            version=lesson.version, course=lesson.version.course,
-                           progress=_progress(lesson))
+                           progress=_progress(lesson, enrollment_id))
 
 
-def _document_page(lesson: Lesson, *, token: str | None = None, status: int = 200,
-                   error: str | None = None):
+def _document_page(lesson: Lesson, enrollment_id: int, *, token: str | None = None,
+                   status: int = 200, error: str | None = None):
     """Render a document lesson. Serving it starts the reading clock (a playback session
     begun on the server) unless it is complete already or this is a refused confirm."""
-    progress = _progress(lesson)
+    progress = _progress(lesson, enrollment_id)
     if token is None and (progress is None or progress.completed_at is None):
         ip, agent = _client()
-        token = tracking.start_session(db.session, user_id=current_user.id, lesson=lesson,
+        token = tracking.start_session(db.session, user_id=current_user.id,
+                                       enrollment_id=enrollment_id, lesson=lesson,
                                        ip=ip, user_agent=agent).token
         db.session.commit()
-        progress = _progress(lesson)
+        progress = _progress(lesson, enrollment_id)
     form = DocumentReadForm(formdata=None, session=token)
     return render_template("courses/learning/document.html", lesson=lesson,
                            version=lesson.version, course=lesson.version.course,
@@ -212,10 +214,10 @@ def _document_page(lesson: Lesson, *, token: str | None = None, status: int = 20
 @bp.post("/learning/lessons/<int:lesson_id>/read")
 @roles_required(*LEARNER_ROLES)
 def document_read(lesson_id: int):
-    lesson = _my_lesson(lesson_id)
+    lesson, enrollment_id = _my_lesson(lesson_id)
     if lesson.kind != "document":
         abort(404)
-    if blocking_lesson(db.session, current_user.id, lesson) is not None:
+    if blocking_lesson(db.session, enrollment_id, lesson) is not None:
         abort(403)
     form = DocumentReadForm()
     if not form.validate_on_submit():
@@ -226,7 +228,8 @@ def document_read(lesson_id: int):
     except tracking.DocumentRefused as exc:
         db.session.rollback()
         if exc.code == "too_early":
-            return _document_page(lesson, token=form.session.data, status=409, error=_(
+            return _document_page(lesson, enrollment_id, token=form.session.data, status=409,
+                                  error=_(
                 "Please read the document first: you can confirm in %(n)d seconds.",
                 n=exc.remaining))
         flash(_("This document was opened again in another tab or device. Confirm there, "
@@ -241,14 +244,15 @@ def document_read(lesson_id: int):
 @roles_required(*LEARNER_ROLES)
 def lesson_session(lesson_id: int):
     """Issue a playback session (JSON) for the player; supersedes the previous one."""
-    lesson = _my_lesson(lesson_id)
+    lesson, enrollment_id = _my_lesson(lesson_id)
     if lesson.kind != "video" or lesson.media is None:
         abort(404)
-    if blocking_lesson(db.session, current_user.id, lesson) is not None:
+    if blocking_lesson(db.session, enrollment_id, lesson) is not None:
         return jsonify(error="locked"), 403
     ip, agent = _client()
     try:
-        start = tracking.start_session(db.session, user_id=current_user.id, lesson=lesson,
+        start = tracking.start_session(db.session, user_id=current_user.id,
+                                       enrollment_id=enrollment_id, lesson=lesson,
                                        ip=ip, user_agent=agent)
     except tracking.SessionStartTooSoon as exc:
         db.session.rollback()

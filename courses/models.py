@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -148,12 +149,23 @@ class Lesson(db.Model):
 
 
 class Enrollment(db.Model):
-    """A learner on a course version (by hand or self-enrolled, until rules assign)."""
+    """A learner on a course version, for one round (``cycle``) of learning it.
+
+    Every learning record (progress, playback sessions, readings, signatures, exam
+    attempts) belongs to one enrolment, so a recertification round starts a new
+    enrolment with empty records and the earlier round's evidence stays as it was. The
+    round a learner works on is the one not ``superseded``; the database allows only
+    one such enrolment per person and version.
+    """
 
     __tablename__ = "enrollments"
     __table_args__ = (
-        UniqueConstraint("user_id", "version_id", name="uq_enrollments_user_version"),
+        UniqueConstraint("user_id", "version_id", "cycle", name="uq_enrollments_user_version_cycle"),
         CheckConstraint(_in("source", ENROLLMENT_SOURCES), name="source"),
+        CheckConstraint("cycle >= 1", name="cycle"),
+        Index("uq_enrollments_current", "user_id", "version_id", unique=True,
+              sqlite_where=text("superseded_at IS NULL"),
+              postgresql_where=text("superseded_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -166,9 +178,16 @@ class Enrollment(db.Model):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cycle: Mapped[int] = mapped_column(Integer, default=1)
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a later round began
 
     version: Mapped[CourseVersion] = relationship()
     user: Mapped[User] = relationship(foreign_keys=[user_id])
+
+
+def current_round():
+    """The SQL condition that picks a person's current round on a version."""
+    return Enrollment.superseded_at.is_(None)
 
 
 class PlaybackSession(db.Model):
@@ -177,11 +196,14 @@ class PlaybackSession(db.Model):
     superseded, so heartbeats touch only the progress row."""
 
     __tablename__ = "playback_sessions"
-    __table_args__ = (Index("ix_playback_sessions_user_lesson", "user_id", "lesson_id"),)
+    __table_args__ = (Index("ix_playback_sessions_user_lesson", "user_id", "lesson_id"),
+                      Index("ix_playback_sessions_enrollment_lesson", "enrollment_id",
+                            "lesson_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     token: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="RESTRICT"))
     lesson_id: Mapped[int] = mapped_column(ForeignKey("lessons.id", ondelete="RESTRICT"))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -195,17 +217,21 @@ class PlaybackSession(db.Model):
 
 
 class LessonProgress(db.Model):
-    """The merged set of watched intervals of one learner on one lesson, and the state
-    of the active playback session. The heartbeat hot path reads and writes only this
-    row (guarded by ``last_seq`` so concurrent beats cannot lose an update)."""
+    """The merged set of watched intervals of one enrolment (a learner's round) on one
+    lesson, and the state of the active playback session. The heartbeat hot path reads
+    and writes only this row (guarded by ``last_seq`` so concurrent beats cannot lose an
+    update)."""
 
     __tablename__ = "lesson_progress"
     __table_args__ = (
-        UniqueConstraint("user_id", "lesson_id", name="uq_lesson_progress_user_lesson"),
+        UniqueConstraint("enrollment_id", "lesson_id",
+                         name="uq_lesson_progress_enrollment_lesson"),
+        Index("ix_lesson_progress_user_lesson", "user_id", "lesson_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="RESTRICT"))
     lesson_id: Mapped[int] = mapped_column(ForeignKey("lessons.id", ondelete="RESTRICT"),
                                            index=True)
     intervals: Mapped[str] = mapped_column(Text, default="[]")  # JSON [[a, b], ...] merged
@@ -242,6 +268,8 @@ class WatchRejection(db.Model):
     )
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     lesson_id: Mapped[int] = mapped_column(ForeignKey("lessons.id", ondelete="RESTRICT"))
+    enrollment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enrollments.id", ondelete="RESTRICT"))
     seq: Mapped[int | None] = mapped_column(Integer)
     position: Mapped[float | None] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(String(32))

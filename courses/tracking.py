@@ -103,16 +103,17 @@ class SessionStart:
                 "heartbeat": self.heartbeat}
 
 
-def _ensure_progress(session: Session, user_id: int, lesson_id: int) -> None:
-    """Create the learner's progress row if missing (a concurrent creator is fine)."""
+def _ensure_progress(session: Session, enrollment_id: int, user_id: int, lesson_id: int) -> None:
+    """Create the enrolment's progress row if missing (a concurrent creator is fine)."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     session.execute(
         insert(LessonProgress.__table__)
-        .values(user_id=user_id, lesson_id=lesson_id, intervals="[]", watched_seconds=0.0,
+        .values(user_id=user_id, enrollment_id=enrollment_id, lesson_id=lesson_id,
+                intervals="[]", watched_seconds=0.0,
                 furthest_position=0.0, last_seq=0, last_position=0.0,
                 session_intervals="[]", session_beats=0, updated_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["user_id", "lesson_id"])
+        .on_conflict_do_nothing(index_elements=["enrollment_id", "lesson_id"])
     )
 
 
@@ -130,14 +131,14 @@ class SessionStartTooSoon(Exception):
         self.retry_after = retry_after
 
 
-def start_session(session: Session, *, user_id: int, lesson: Lesson, ip: str | None,
-                  user_agent: str | None) -> SessionStart:
+def start_session(session: Session, *, user_id: int, enrollment_id: int, lesson: Lesson,
+                  ip: str | None, user_agent: str | None) -> SessionStart:
     """Issue a new playback session for the learner on the lesson and make it the active
     one. The previous active session (another tab, another device, an earlier visit) is
     ended as "superseded", with the credit and beat count it earned copied onto its row
     for the watch log; its later beats are rejected."""
     now = clock()
-    _ensure_progress(session, user_id, lesson.id)
+    _ensure_progress(session, enrollment_id, user_id, lesson.id)
     latest = None if lesson.kind != "video" else session.execute(  # documents: no allowance
         select(PlaybackSession.started_at)
         .where(PlaybackSession.user_id == user_id, PlaybackSession.lesson_id == lesson.id)
@@ -145,8 +146,8 @@ def start_session(session: Session, *, user_id: int, lesson: Lesson, ip: str | N
     ).scalar()
     if latest is not None and now - latest < SESSION_START_MIN_INTERVAL:
         raise SessionStartTooSoon((SESSION_START_MIN_INTERVAL - (now - latest)).total_seconds())
-    new = PlaybackSession(token=secrets.token_urlsafe(24), user_id=user_id, lesson_id=lesson.id,
-                          started_at=now, ip=(ip or "")[:64] or None,
+    new = PlaybackSession(token=secrets.token_urlsafe(24), user_id=user_id,
+                          enrollment_id=enrollment_id, lesson_id=lesson.id, started_at=now, ip=(ip or "")[:64] or None,
                           user_agent=(user_agent or "")[:512] or None)
     session.add(new)
     session.flush()
@@ -157,7 +158,7 @@ def start_session(session: Session, *, user_id: int, lesson: Lesson, ip: str | N
                    progress.last_position, progress.last_beat_at, progress.session_intervals,
                    progress.session_beats, progress.furthest_position,
                    progress.watched_seconds, progress.intervals, progress.completed_at)
-            .where(progress.user_id == user_id, progress.lesson_id == lesson.id)
+            .where(progress.enrollment_id == enrollment_id, progress.lesson_id == lesson.id)
         ).one()
         same_session = (progress.active_session_id.is_(None) if row.active_session_id is None
                         else progress.active_session_id == row.active_session_id)
@@ -239,6 +240,7 @@ _BEAT_READ = (
            _P.active_session_id, _P.last_seq, _P.last_position, _P.last_beat_at,
            _P.anchor_position, _P.anchor_wall, _P.session_intervals, _P.session_beats,
            _P.completed_at, _S.id.label("session_id"), _S.user_id, _S.lesson_id,
+           _S.enrollment_id,
            _L.min_coverage, _M.duration_seconds, _C.max_playback_rate)
     .select_from(
         PlaybackSession.__table__
@@ -246,7 +248,7 @@ _BEAT_READ = (
               and_(_US.token_hash == bindparam("login_hash"), _US.user_id == _S.user_id,
                    _US.revoked_at.is_(None), _US.expires_at > bindparam("login_now")))
         .join(LessonProgress.__table__,
-              and_(_P.user_id == _S.user_id, _P.lesson_id == _S.lesson_id))
+              and_(_P.enrollment_id == _S.enrollment_id, _P.lesson_id == _S.lesson_id))
         .join(Lesson.__table__, _L.id == _S.lesson_id)
         .outerjoin(MediaAsset.__table__, _M.id == _L.media_id)
         .join(CourseVersion.__table__, _V.id == _L.version_id)
@@ -270,6 +272,7 @@ def _reject(session: Session, row, beat: BeatInput, reason: str, ip: str | None,
             now: datetime, detail: str = "") -> None:
     session.connection().execute(_REJECT, {
         "session_id": row.session_id, "user_id": row.user_id, "lesson_id": row.lesson_id,
+        "enrollment_id": row.enrollment_id,
         "seq": beat.seq, "position": beat.position, "reason": reason,
         "detail": (detail or f"event={beat.event}")[:200], "received_at": now,
         "ip": (ip or "")[:64] or None})
@@ -353,8 +356,8 @@ def record_beat(session: Session, *, login_token: str, beat: BeatInput,
     if outcome.rejected is not None:
         _reject(session, row, beat, outcome.rejected, ip, now)
     if completing:
-        _record_completion(session, user_id=row.user_id, lesson_id=row.lesson_id,
-                           progress_id=row.id, at=now, evidence={
+        _record_completion(session, user_id=row.user_id, enrollment_id=row.enrollment_id,
+                           lesson_id=row.lesson_id, progress_id=row.id, at=now, evidence={
                                "duration": policy.duration,
                                "watched_seconds": round(params["v_watched_seconds"], 3),
                                "coverage": round(coverage, 6),
@@ -368,25 +371,26 @@ def record_beat(session: Session, *, login_token: str, beat: BeatInput,
 # --- completion -------------------------------------------------------------------------
 
 
-def _record_completion(session: Session, *, user_id: int, lesson_id: int, progress_id: int,
-                       at: datetime, evidence: dict[str, Any]) -> int:
+def _record_completion(session: Session, *, user_id: int, enrollment_id: int, lesson_id: int,
+                       progress_id: int, at: datetime, evidence: dict[str, Any]) -> int:
     """Append "lesson.completed" (and "course.completed" when it was the last lesson) in
     the caller's transaction; return the lesson entry's sequence number."""
     info = session.execute(
         select(User.username, Employee.employee_no, Course.code, CourseVersion.id,
-               CourseVersion.number, CourseVersion.content_hash, Lesson.kind, Lesson.position,
-               Lesson.title)
+               CourseVersion.number, CourseVersion.content_hash, Enrollment.cycle, Lesson.kind,
+               Lesson.position, Lesson.title)
         .select_from(Lesson)
         .join(CourseVersion, CourseVersion.id == Lesson.version_id)
         .join(Course, Course.id == CourseVersion.course_id)
+        .join(Enrollment, Enrollment.id == enrollment_id)
         .join(User, User.id == user_id)
         .outerjoin(Employee, Employee.id == User.employee_id)
         .where(Lesson.id == lesson_id)
     ).one()
     sessions = session.scalar(select(func.count()).select_from(PlaybackSession).where(
-        PlaybackSession.user_id == user_id, PlaybackSession.lesson_id == lesson_id))
+        PlaybackSession.enrollment_id == enrollment_id, PlaybackSession.lesson_id == lesson_id))
     rejected = session.scalar(select(func.count()).select_from(WatchRejection).where(
-        WatchRejection.user_id == user_id, WatchRejection.lesson_id == lesson_id))
+        WatchRejection.enrollment_id == enrollment_id, WatchRejection.lesson_id == lesson_id))
     entry = ledger.append(session, kind="lesson.completed", subject=f"lesson:{lesson_id}",
                           actor_id=user_id, payload={
                               "user": info.username, "employee_no": info.employee_no,
@@ -394,49 +398,55 @@ def _record_completion(session: Session, *, user_id: int, lesson_id: int, progre
                               "content_hash": info.content_hash, "lesson_id": lesson_id,
                               "lesson_kind": info.kind, "lesson_position": info.position,
                               "lesson_title": info.title, "completed_at": at.isoformat(),
+                              "enrollment_id": enrollment_id, "cycle": info.cycle,
                               "session_count": sessions, "rejected_beats": rejected,
                               **evidence,
                           })
     session.execute(update(LessonProgress.__table__).where(_P.id == progress_id)
                     .values(completion_ledger_seq=entry.seq))
-    _complete_course_if_done(session, user_id=user_id, version_id=info.id, at=at, info=info)
+    _complete_course_if_done(session, user_id=user_id, enrollment_id=enrollment_id,
+                             version_id=info.id, at=at, info=info)
     return entry.seq
 
 
-def _completion_info(session: Session, *, user_id: int, lesson_id: int):
+def _completion_info(session: Session, *, user_id: int, enrollment_id: int, lesson_id: int):
     return session.execute(
         select(User.username, Employee.employee_no, Course.code, CourseVersion.id,
-               CourseVersion.number, CourseVersion.content_hash)
+               CourseVersion.number, CourseVersion.content_hash, Enrollment.cycle)
         .select_from(Lesson)
         .join(CourseVersion, CourseVersion.id == Lesson.version_id)
         .join(Course, Course.id == CourseVersion.course_id)
+        .join(Enrollment, Enrollment.id == enrollment_id)
         .join(User, User.id == user_id)
         .outerjoin(Employee, Employee.id == User.employee_id)
         .where(Lesson.id == lesson_id)
     ).one()
 
 
-def complete_lesson(session: Session, *, user_id: int, lesson_id: int, at: datetime,
-                    ledger_seq: int) -> None:
-    """Mark a lesson complete whose evidence is an entry appended by another module (a
-    signature, a passed exam) and complete the course when it was the last lesson."""
-    _ensure_progress(session, user_id, lesson_id)
+def complete_lesson(session: Session, *, user_id: int, enrollment_id: int, lesson_id: int,
+                    at: datetime, ledger_seq: int) -> None:
+    """Mark a lesson of an enrolment complete whose evidence is an entry appended by
+    another module (a signature, a passed exam) and complete the course when it was the
+    last lesson."""
+    _ensure_progress(session, enrollment_id, user_id, lesson_id)
     session.execute(update(LessonProgress.__table__)
-                    .where(_P.user_id == user_id, _P.lesson_id == lesson_id,
+                    .where(_P.enrollment_id == enrollment_id, _P.lesson_id == lesson_id,
                            _P.completed_at.is_(None))
                     .values(completed_at=at, completion_ledger_seq=ledger_seq, updated_at=at))
-    info = _completion_info(session, user_id=user_id, lesson_id=lesson_id)
-    _complete_course_if_done(session, user_id=user_id, version_id=info.id, at=at, info=info)
+    info = _completion_info(session, user_id=user_id, enrollment_id=enrollment_id,
+                            lesson_id=lesson_id)
+    _complete_course_if_done(session, user_id=user_id, enrollment_id=enrollment_id,
+                             version_id=info.id, at=at, info=info)
 
 
-def _complete_course_if_done(session: Session, *, user_id: int, version_id: int,
-                             at: datetime, info) -> None:
+def _complete_course_if_done(session: Session, *, user_id: int, enrollment_id: int,
+                             version_id: int, at: datetime, info) -> None:
     """Append "course.completed" listing each lesson's evidence entry (seq and hash)."""
     lessons = session.execute(
         select(Lesson.id, Lesson.kind, LessonProgress.completed_at,
                LessonProgress.completion_ledger_seq, LedgerEntry.hash)
         .outerjoin(LessonProgress, and_(LessonProgress.lesson_id == Lesson.id,
-                                        LessonProgress.user_id == user_id))
+                                        LessonProgress.enrollment_id == enrollment_id))
         .outerjoin(LedgerEntry, LedgerEntry.seq == LessonProgress.completion_ledger_seq)
         .where(Lesson.version_id == version_id).order_by(Lesson.position)
     ).all()
@@ -445,8 +455,7 @@ def _complete_course_if_done(session: Session, *, user_id: int, version_id: int,
     enrolment = Enrollment.__table__.c
     done = session.execute(
         update(Enrollment.__table__)
-        .where(enrolment.user_id == user_id, enrolment.version_id == version_id,
-               enrolment.completed_at.is_(None))
+        .where(enrolment.id == enrollment_id, enrolment.completed_at.is_(None))
         .values(completed_at=at)
     ).rowcount
     if done:
@@ -455,6 +464,7 @@ def _complete_course_if_done(session: Session, *, user_id: int, version_id: int,
                           "user": info.username, "employee_no": info.employee_no,
                           "course_code": info.code, "version_number": info.number,
                           "content_hash": info.content_hash, "completed_at": at.isoformat(),
+                          "enrollment_id": enrollment_id, "cycle": info.cycle,
                           "lessons": [{"lesson_id": row.id, "kind": row.kind,
                                        "ledger_seq": row.completion_ledger_seq,
                                        "ledger_hash": row.hash}
@@ -480,15 +490,16 @@ def complete_document(session: Session, *, user_id: int, lesson: Lesson, token: 
     row = session.execute(
         select(PlaybackSession.id, PlaybackSession.started_at, LessonProgress.id,
                LessonProgress.active_session_id, LessonProgress.completed_at,
-               LessonProgress.session_intervals, LessonProgress.session_beats)
-        .join(LessonProgress, and_(LessonProgress.user_id == PlaybackSession.user_id,
+               LessonProgress.session_intervals, LessonProgress.session_beats,
+               LessonProgress.enrollment_id)
+        .join(LessonProgress, and_(LessonProgress.enrollment_id == PlaybackSession.enrollment_id,
                                    LessonProgress.lesson_id == PlaybackSession.lesson_id))
         .where(PlaybackSession.token == token, PlaybackSession.user_id == user_id,
                PlaybackSession.lesson_id == lesson.id)
     ).first()
     if row is None or row[3] != row[0]:
         raise DocumentRefused("stale")
-    session_id, started_at, progress_id, _active, completed_at, _si, _sb = row
+    session_id, started_at, progress_id, _active, completed_at, _si, _sb, enrollment_id = row
     if completed_at is not None:
         return False
     elapsed = (now - started_at).total_seconds()
@@ -504,7 +515,7 @@ def complete_document(session: Session, *, user_id: int, lesson: Lesson, token: 
         return False
     _end_session(session, session_id, reason="completed", at=now, intervals="[]", beats=0,
                  last_beat_at=None)
-    _record_completion(session, user_id=user_id, lesson_id=lesson.id, progress_id=progress_id,
-                       at=now, evidence={"reading_seconds": round(elapsed, 1),
+    _record_completion(session, user_id=user_id, enrollment_id=enrollment_id,
+                       lesson_id=lesson.id, progress_id=progress_id, at=now, evidence={"reading_seconds": round(elapsed, 1),
                                          "min_reading_seconds": min_seconds})
     return True

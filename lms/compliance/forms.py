@@ -79,6 +79,8 @@ class RuleForm(FlaskForm):
                                     validators=[Optional()])
     retrain_on_new_version = BooleanField(
         _l("Assign again when a new course version requires re-training"), default=True)
+    recur_months = IntegerField(_l("Recertify every (months; empty: never)"),
+                                validators=[Optional()])
     is_active = BooleanField(_l("Enabled"), default=True)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -97,7 +99,7 @@ class RuleForm(FlaskForm):
             hired_from=self.hired_from.data, hired_to=self.hired_to.data,
             applies_to=self.applies_to.data or "", due_working_days=self.due_working_days.data,
             retrain_on_new_version=bool(self.retrain_on_new_version.data),
-            is_active=bool(self.is_active.data))
+            is_active=bool(self.is_active.data), recur_months=self.recur_months.data)
 
 
 class ActionForm(FlaskForm):

@@ -16,20 +16,25 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Select, func, literal, select, update
+from sqlalchemy import Select, and_, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, contains_eager
 
 from courses.enrolment import ENROLLABLE_STATUS, MAX_EMPLOYEE_NOS
-from courses.models import Course, CourseVersion, Enrollment
+from courses.models import Course, CourseVersion, Enrollment, current_round
 from lms import ledger
-from lms.compliance.engine import insert_assignments, latest_published_version, local_date
+from lms.compliance.engine import (
+    enrol_assigned,
+    insert_assignments,
+    latest_published_version,
+    local_date,
+)
 from lms.compliance.models import (
     ASSIGNMENT_STATUSES,
     MAX_DUE_WORKING_DAYS,
     Assignment,
 )
-from lms.dbtypes import UTCDateTime, utcnow
+from lms.dbtypes import utcnow
 from lms.field_errors import ErrorCollector, FieldErrors
 from lms.people.models import Employee, User
 from lms.people.services import department_subtree_query
@@ -199,6 +204,7 @@ def assign_by_hand(
             candidates[user_id] = no
     done = set(session.scalars(select(Enrollment.user_id).where(
         Enrollment.version_id == version.id, Enrollment.completed_at.is_not(None),
+        current_round(),
         Enrollment.user_id.in_(list(candidates)))).all()) if candidates else set()
     report.completed = [candidates.pop(uid) for uid in sorted(done, key=candidates.get)]
 
@@ -207,7 +213,7 @@ def assign_by_hand(
                                    now=now)
     for uid, no in candidates.items():
         (report.assigned if uid in inserted else report.already).append(no)
-    report.enrolled = _enrol(session, sorted(inserted), version.id, actor_id, now)
+    report.enrolled = _enrol(session, sorted(inserted), course.id, actor_id, now)
     if report.assigned:
         report.ledger_seq = ledger.append(
             session, kind="assignment.manual", subject=f"course:{course.id}",
@@ -244,21 +250,15 @@ def _insert_assignments(session: Session, user_ids: list[int], *, course: Course
     return {user_id for user_id, _employee in inserted}
 
 
-def _enrol(session: Session, user_ids: list[int], version_id: int, actor_id: int,
+def _enrol(session: Session, user_ids: list[int], course_id: int, actor_id: int,
            now: datetime) -> int:
-    """Enrol the newly assigned on the version (skipping existing enrolments)."""
+    """Enrol the newly assigned (the engine's one enrolment step; existing rounds are
+    reused)."""
     if not user_ids:
         return 0
-    table = Enrollment.__table__
-    stamp = literal(now, UTCDateTime())
-    rows = select(User.id, literal(version_id), literal("assigned"), literal(actor_id),
-                  stamp).where(User.id.in_(user_ids))
-    stmt = (_insert(session)(table)
-            .from_select(["user_id", "version_id", "source", "enrolled_by_id", "created_at"],
-                         rows)
-            .on_conflict_do_nothing(index_elements=["user_id", "version_id"])
-            .returning(table.c.id))
-    return len(session.execute(stmt).all())
+    a = Assignment.__table__.c
+    return enrol_assigned(session, and_(a.course_id == course_id, a.rule_id.is_(None),
+                                        a.user_id.in_(user_ids)), now=now, actor_id=actor_id)
 
 
 # --- extend and waive -----------------------------------------------------------------

@@ -30,12 +30,13 @@ from lms.extensions import db
 from lms.people.models import Employee, User
 
 ASSIGNMENT_STATUSES = ("open", "completed", "suspended", "waived")
-ASSIGNMENT_SOURCES = ("rule", "manual", "retraining")
+ASSIGNMENT_SOURCES = ("rule", "manual", "retraining", "recurrence")
 APPLIES_TO = ("everyone", "new_hires")
 # Employee statuses that suspend open assignments (not counted overdue, kept on record);
 # coming back to 在职 resumes them.
 SUSPENDING_STATUSES = ("leaving", "absconded", "unpaid_leave", "left")
 MAX_DUE_WORKING_DAYS = 250
+MAX_RECUR_MONTHS = 120
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -50,6 +51,8 @@ class AssignmentRule(db.Model):
         CheckConstraint(_in("applies_to", APPLIES_TO), name="applies_to"),
         CheckConstraint(f"due_working_days >= 1 AND due_working_days <= {MAX_DUE_WORKING_DAYS}",
                         name="due_working_days"),
+        CheckConstraint(f"recur_months IS NULL OR (recur_months >= 1 AND recur_months <= "
+                        f"{MAX_RECUR_MONTHS})", name="recur_months"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -65,6 +68,8 @@ class AssignmentRule(db.Model):
     hired_from: Mapped[date | None] = mapped_column(Date)
     hired_to: Mapped[date | None] = mapped_column(Date)
     retrain_on_new_version: Mapped[bool] = mapped_column(Boolean, default=True)
+    # recertify: a new round N months after each completion (None: once is enough)
+    recur_months: Mapped[int | None] = mapped_column(Integer)
     effective_from: Mapped[date] = mapped_column(Date)  # new hires: hired on/after this day
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -113,6 +118,9 @@ class Assignment(db.Model):
     course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="RESTRICT"))
     version_id: Mapped[int] = mapped_column(ForeignKey("course_versions.id",
                                                        ondelete="RESTRICT"), index=True)
+    # the round of learning that fulfils this obligation (set when the person is enrolled)
+    enrollment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enrollments.id", ondelete="RESTRICT"), index=True)
     rule_id: Mapped[int | None] = mapped_column(
         ForeignKey("assignment_rules.id", ondelete="RESTRICT"), index=True)
     source: Mapped[str] = mapped_column(String(16))

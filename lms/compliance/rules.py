@@ -25,6 +25,7 @@ from lms.compliance.manual import LIVE_STATUSES, overdue_condition
 from lms.compliance.models import (
     APPLIES_TO,
     MAX_DUE_WORKING_DAYS,
+    MAX_RECUR_MONTHS,
     Assignment,
     AssignmentRule,
     RuleDepartment,
@@ -70,6 +71,7 @@ class RuleInput:
     due_working_days: int | None = 10
     retrain_on_new_version: bool = True
     is_active: bool = True
+    recur_months: int | None = None  # recertify N months after each completion
 
 
 def _ordered(values: list[str], allowed: tuple[str, ...]) -> list[str]:
@@ -114,6 +116,9 @@ def _validate(session: Session, data: RuleInput, rule: AssignmentRule | None) ->
     if days is None or not 1 <= days <= MAX_DUE_WORKING_DAYS:
         errors.add("due_working_days", _l("Enter between 1 and %(max)d working days.",
                                           max=MAX_DUE_WORKING_DAYS))
+    if data.recur_months is not None and not 1 <= data.recur_months <= MAX_RECUR_MONTHS:
+        errors.add("recur_months", _l("Enter between 1 and %(max)d months, or leave it empty "
+                                      "for no recertification.", max=MAX_RECUR_MONTHS))
     errors.raise_if_any()
     return RuleInput(
         name=name, course_id=data.course_id, department_ids=department_ids,
@@ -121,7 +126,7 @@ def _validate(session: Session, data: RuleInput, rule: AssignmentRule | None) ->
         roles=_ordered(data.roles, ROLES), statuses=_ordered(data.statuses, EMPLOYEE_STATUSES),
         hired_from=data.hired_from, hired_to=data.hired_to, applies_to=data.applies_to,
         due_working_days=days, retrain_on_new_version=bool(data.retrain_on_new_version),
-        is_active=bool(data.is_active))
+        is_active=bool(data.is_active), recur_months=data.recur_months)
 
 
 def _apply(rule: AssignmentRule, data: RuleInput) -> None:
@@ -137,6 +142,7 @@ def _apply(rule: AssignmentRule, data: RuleInput) -> None:
     rule.due_working_days = data.due_working_days
     rule.retrain_on_new_version = data.retrain_on_new_version
     rule.is_active = data.is_active
+    rule.recur_months = data.recur_months
 
 
 def _set_links(session: Session, rule: AssignmentRule, data: RuleInput) -> None:
@@ -169,6 +175,7 @@ def _snapshot(session: Session, rule: AssignmentRule) -> dict[str, Any]:
         "hired_to": rule.hired_to.isoformat() if rule.hired_to else None,
         "applies_to": rule.applies_to, "due_working_days": rule.due_working_days,
         "retrain_on_new_version": rule.retrain_on_new_version, "is_active": rule.is_active,
+        "recur_months": rule.recur_months,
         "effective_from": rule.effective_from.isoformat(),
     }
 
@@ -216,7 +223,8 @@ def input_of(session: Session, rule: AssignmentRule) -> RuleInput:
         statuses=json.loads(rule.statuses), hired_from=rule.hired_from,
         hired_to=rule.hired_to, applies_to=rule.applies_to,
         due_working_days=rule.due_working_days,
-        retrain_on_new_version=rule.retrain_on_new_version, is_active=rule.is_active)
+        retrain_on_new_version=rule.retrain_on_new_version, is_active=rule.is_active,
+        recur_months=rule.recur_months)
 
 
 def preview_count(session: Session, data: RuleInput, *, effective_from: date | None = None

@@ -393,3 +393,19 @@ def test_overdue_only_lists_exactly_the_open_assignments_past_due(hr, org):
     today = hr.get("/compliance/assignments?status=open&due_before=2026-09-28").get_data(
         as_text=True)
     assert 'data-days-left="0"' in today
+
+
+def test_recertification_interval_is_checked_and_saved(hr, org):
+    course = _course()
+    bad = hr.post("/compliance/rules/new", _rule_form(course, org["retail"], recur_months="0"),
+                  token_from="/compliance/rules/new")
+    assert bad.status_code == 422 and _errors(bad) == {"recur_months"}
+    assert db.session.scalar(select(func.count()).select_from(AssignmentRule)) == 0
+    ok = hr.post("/compliance/rules/new", _rule_form(course, org["retail"], recur_months="12"),
+                 token_from="/compliance/rules/new")
+    assert ok.status_code == 302
+    rule = db.session.scalar(select(AssignmentRule))
+    assert rule.recur_months == 12
+    assert json.loads(_ledger("assignment.rule_created")[0].payload)["recur_months"] == 12
+    listing = hr.get("/compliance/rules").get_data(as_text=True)
+    assert "12" in listing and ("每 12 个月" in listing or "every 12 months" in listing)

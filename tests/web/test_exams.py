@@ -71,7 +71,11 @@ def finish_video(user, version: CourseVersion) -> None:
     video = next(lesson for lesson in version.lessons if lesson.kind == "video")
     entry = ledger.append(db.session, kind="lesson.completed", subject=f"lesson:{video.id}",
                           actor_id=user.id, payload={"lesson_id": video.id, "test": True})
-    tracking.complete_lesson(db.session, user_id=user.id, lesson_id=video.id, at=utcnow(),
+    enrollment_id = db.session.scalar(select(Enrollment.id).where(
+        Enrollment.user_id == user.id, Enrollment.version_id == version.id,
+        Enrollment.superseded_at.is_(None)))
+    tracking.complete_lesson(db.session, user_id=user.id, enrollment_id=enrollment_id,
+                             lesson_id=video.id, at=utcnow(),
                              ledger_seq=entry.seq)
     db.session.commit()
 
