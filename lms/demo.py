@@ -439,7 +439,8 @@ def load_demo(session: Session, vault: IdNumberVault) -> bool:
 
 
 def _demo_rules(session: Session, users: dict[str, User]) -> dict[str, int]:
-    """A standing rule: everyone 在职 takes 《绩效管理制度》 within 10 working days; applied
+    """A standing rule: everyone 在职 takes 《绩效管理制度》 within 10 working days, and again
+    every 12 months after completing it (recertification); applied
     once now, so "My learning" shows due dates from the start (the tick keeps it up)."""
     from lms.compliance.engine import evaluate_rule, local_date
     from lms.compliance.models import AssignmentRule
@@ -449,7 +450,7 @@ def _demo_rules(session: Session, users: dict[str, User]) -> dict[str, int]:
     course_id = session.scalar(select(Course.id).where(Course.code == "RISK-PERF-01"))
     now = utcnow()
     rule = AssignmentRule(name="全员《绩效管理制度》宣贯", course_id=course_id,
-                          due_working_days=10, effective_from=local_date(now),
+                          due_working_days=10, effective_from=local_date(now), recur_months=12,
                           created_by_id=users["hr"].id)
     session.add(rule)
     session.flush()

@@ -103,7 +103,7 @@ def test_recurring_rule_starts_a_fresh_round_and_keeps_the_first(client, setup, 
 
     # The learner sees the course open again at 0 % and must read and sign again.
     my = client.get("/learning").get_data(as_text=True)
-    assert "绩效管理" in my and "0%" in my
+    assert "绩效管理" in my and "0%" in my and 'data-cycle="2"' in my
     clock.now = anniversary + timedelta(hours=1)
     _html, _csrf, reading = open_page(client, lesson.id)
     assert reading, "the signing form is offered again in the new round"
