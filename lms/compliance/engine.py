@@ -32,7 +32,7 @@ from lms.compliance.models import (
     RulePosition,
 )
 from lms.dbtypes import UTCDateTime
-from lms.people.models import Department, Employee, User, UserRole
+from lms.people.models import Department, Employee, EmployeeTag, User, UserRole
 from lms.workdays import WorkCalendar
 
 __all__ = [
@@ -87,7 +87,8 @@ def departments_with_subtrees(department_ids: list[int]) -> Select:
 def rule_audience(session: Session, rule: AssignmentRule) -> Select:
     """SELECT (employee id, user id, hire date) of everyone the rule names now: enabled
     logins of employees in its departments (with sub-departments if asked), positions,
-    statuses, roles and hire-date window. An empty criterion means "any"."""
+    statuses, roles, tags (any of them) and hire-date window. An empty criterion means
+    "any"."""
     stmt = (select(Employee.id.label("employee_id"), User.id.label("user_id"),
                    Employee.hire_date.label("hire_date"))
             .join(User, User.employee_id == Employee.id)
@@ -108,6 +109,10 @@ def rule_audience(session: Session, rule: AssignmentRule) -> Select:
     roles = _json_list(rule.roles)
     if roles:
         stmt = stmt.where(exists().where(UserRole.user_id == User.id, UserRole.role.in_(roles)))
+    tags = _json_list(rule.tags)
+    if tags:  # carrying ANY of the tags: one EXISTS on the (tag, employee_id) index
+        stmt = stmt.where(exists().where(EmployeeTag.employee_id == Employee.id,
+                                         EmployeeTag.tag.in_(tags)))
     if rule.hired_from is not None:
         stmt = stmt.where(Employee.hire_date >= rule.hired_from)
     if rule.hired_to is not None:

@@ -26,6 +26,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from lms.compliance.models import ASSIGNMENT_STATUSES
 from lms.compliance.rules import RuleInput
+from lms.people.forms import TAGS_DESCRIPTION, TagsField
 from lms.people.labels import role_label, status_label
 from lms.people.models import EMPLOYEE_STATUSES, ROLES
 
@@ -70,6 +71,8 @@ class RuleForm(FlaskForm):
     position_ids = SelectMultipleField(_l("Positions (none: all)"), coerce=int,
                                        validate_choice=False)
     roles = MultiCheckboxField(_l("Roles (none: any)"), validate_choice=False)
+    tags = TagsField(_l("Tags (people with any of them; none: any)"),
+                     validators=[Length(max=2000)], description=TAGS_DESCRIPTION)
     statuses = MultiCheckboxField(_l("Employee statuses"), validate_choice=False,
                                   default=["active"])
     hired_from = DateField(_l("Hired on or after"), validators=[Optional()])
@@ -95,7 +98,7 @@ class RuleForm(FlaskForm):
             department_ids=list(self.department_ids.data or []),
             include_subdepartments=bool(self.include_subdepartments.data),
             position_ids=list(self.position_ids.data or []),
-            roles=list(self.roles.data or []), statuses=list(self.statuses.data or []),
+            roles=list(self.roles.data or []), tags=self.tags.pieces(), statuses=list(self.statuses.data or []),
             hired_from=self.hired_from.data, hired_to=self.hired_to.data,
             applies_to=self.applies_to.data or "", due_working_days=self.due_working_days.data,
             retrain_on_new_version=bool(self.retrain_on_new_version.data),

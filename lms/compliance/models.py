@@ -65,6 +65,8 @@ class AssignmentRule(db.Model):
     include_subdepartments: Mapped[bool] = mapped_column(Boolean, default=True)
     roles: Mapped[str] = mapped_column(Text, default="[]")  # JSON: any of these (empty: any)
     statuses: Mapped[str] = mapped_column(Text, default='["active"]')  # JSON employee statuses
+    # JSON: employees carrying any of these tags (empty: any), see lms.people.tags
+    tags: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
     hired_from: Mapped[date | None] = mapped_column(Date)
     hired_to: Mapped[date | None] = mapped_column(Date)
     retrain_on_new_version: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -33,7 +33,16 @@ from lms.compliance.models import (
 )
 from lms.dbtypes import utcnow
 from lms.field_errors import ErrorCollector, FieldErrors
-from lms.people.models import EMPLOYEE_STATUSES, ROLES, Department, Employee, Position
+from lms.people.models import (
+    EMPLOYEE_STATUSES,
+    ROLES,
+    Department,
+    Employee,
+    EmployeeTag,
+    Position,
+)
+from lms.people.services import tag_error_message
+from lms.people.tags import TagError, normalise_tags, valid_tags
 
 __all__ = [
     "RuleCounts",
@@ -44,6 +53,7 @@ __all__ = [
     "preview_count",
     "rule_counts",
     "rule_links",
+    "tag_counts",
     "update_rule",
 ]
 
@@ -64,6 +74,7 @@ class RuleInput:
     include_subdepartments: bool = True
     position_ids: list[int] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)  # raw pieces; any of them (none: any)
     statuses: list[str] = field(default_factory=lambda: ["active"])
     hired_from: date | None = None
     hired_to: date | None = None
@@ -102,6 +113,11 @@ def _validate(session: Session, data: RuleInput, rule: AssignmentRule | None) ->
         errors.add("position_ids", _l("Choose positions from the list."))
     if set(data.roles) - set(ROLES):
         errors.add("roles", _l("Choose roles from the list."))
+    tags: list[str] = []
+    try:
+        tags = normalise_tags(data.tags)
+    except TagError as exc:
+        errors.add("tags", tag_error_message(exc))
     if set(data.statuses) - set(EMPLOYEE_STATUSES):
         errors.add("statuses", _l("Choose employee statuses from the list."))
     elif not data.statuses:
@@ -123,7 +139,8 @@ def _validate(session: Session, data: RuleInput, rule: AssignmentRule | None) ->
     return RuleInput(
         name=name, course_id=data.course_id, department_ids=department_ids,
         include_subdepartments=bool(data.include_subdepartments), position_ids=position_ids,
-        roles=_ordered(data.roles, ROLES), statuses=_ordered(data.statuses, EMPLOYEE_STATUSES),
+        roles=_ordered(data.roles, ROLES), tags=tags,
+        statuses=_ordered(data.statuses, EMPLOYEE_STATUSES),
         hired_from=data.hired_from, hired_to=data.hired_to, applies_to=data.applies_to,
         due_working_days=days, retrain_on_new_version=bool(data.retrain_on_new_version),
         is_active=bool(data.is_active), recur_months=data.recur_months)
@@ -135,6 +152,7 @@ def _apply(rule: AssignmentRule, data: RuleInput) -> None:
     rule.course_id = data.course_id
     rule.include_subdepartments = data.include_subdepartments
     rule.roles = json.dumps(data.roles)
+    rule.tags = json.dumps(data.tags, ensure_ascii=False)
     rule.statuses = json.dumps(data.statuses)
     rule.hired_from, rule.hired_to = data.hired_from, data.hired_to
     rule.applies_to = data.applies_to
@@ -170,7 +188,8 @@ def _snapshot(session: Session, rule: AssignmentRule) -> dict[str, Any]:
         "departments": sorted(d.code for d in departments),
         "include_subdepartments": rule.include_subdepartments,
         "positions": sorted(p.code for p in positions),
-        "roles": json.loads(rule.roles), "statuses": json.loads(rule.statuses),
+        "roles": json.loads(rule.roles), "tags": json.loads(rule.tags or "[]"),
+        "statuses": json.loads(rule.statuses),
         "hired_from": rule.hired_from.isoformat() if rule.hired_from else None,
         "hired_to": rule.hired_to.isoformat() if rule.hired_to else None,
         "applies_to": rule.applies_to, "due_working_days": rule.due_working_days,
@@ -220,6 +239,7 @@ def input_of(session: Session, rule: AssignmentRule) -> RuleInput:
         name=rule.name, course_id=rule.course_id, department_ids=[d.id for d in departments],
         include_subdepartments=rule.include_subdepartments,
         position_ids=[p.id for p in positions], roles=json.loads(rule.roles),
+        tags=json.loads(rule.tags or "[]"),
         statuses=json.loads(rule.statuses), hired_from=rule.hired_from,
         hired_to=rule.hired_to, applies_to=rule.applies_to,
         due_working_days=rule.due_working_days,
@@ -238,6 +258,7 @@ def preview_count(session: Session, data: RuleInput, *, effective_from: date | N
     probe = AssignmentRule(
         name="", course_id=data.course_id, include_subdepartments=data.include_subdepartments,
         roles=json.dumps([r for r in data.roles if r in ROLES]),
+        tags=json.dumps(valid_tags(data.tags), ensure_ascii=False),
         statuses=json.dumps([s for s in data.statuses if s in EMPLOYEE_STATUSES]),
         hired_from=data.hired_from, hired_to=data.hired_to,
         applies_to=data.applies_to if data.applies_to in APPLIES_TO else "everyone",
@@ -252,6 +273,18 @@ def preview_count(session: Session, data: RuleInput, *, effective_from: date | N
     if data.position_ids:
         stmt = stmt.where(Employee.position_id.in_(data.position_ids))
     return session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+
+
+def tag_counts(session: Session, tags: list[str]) -> list[tuple[str, int]]:
+    """How many employees carry each of the (raw) tags, in ONE grouped query, so HR sees
+    in the preview a tag that nobody carries (usually a typo) before saving the rule."""
+    wanted = valid_tags(tags)
+    if not wanted:
+        return []
+    found = dict(session.execute(
+        select(EmployeeTag.tag, func.count()).where(EmployeeTag.tag.in_(wanted))
+        .group_by(EmployeeTag.tag)).all())
+    return [(t, found.get(t, 0)) for t in wanted]
 
 
 # --- read side of the rule list ----------------------------------------------------------

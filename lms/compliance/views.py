@@ -46,6 +46,7 @@ from lms.compliance.rules import (
     preview_count,
     rule_counts,
     rule_links,
+    tag_counts,
     update_rule,
 )
 from lms.dbtypes import utcnow
@@ -116,11 +117,12 @@ def _rule_page(rule: AssignmentRule | None):
     form.course_id.choices = _course_choices(_("— choose —"))
     form.department_ids.choices = department_choices(db.session)
     form.position_ids.choices = _position_choices()
-    status, preview = 200, None
+    status, preview, preview_tags = 200, None, []
     if request.method == "POST" and request.form.get("action") == "preview":
         # CSRF is checked for every POST by CSRFProtect; nothing is written here.
         effective_from = rule.effective_from if rule else local_date(clock())
         preview = preview_count(db.session, form.to_input(), effective_from=effective_from)
+        preview_tags = tag_counts(db.session, form.tags.pieces())
     elif form.validate_on_submit():
         now = clock()
         if rule is None:
@@ -139,7 +141,7 @@ def _rule_page(rule: AssignmentRule | None):
     elif request.method == "POST":
         status = 422
     return render_template("compliance/rule_form.html", form=form, rule=rule,
-                           preview=preview), status
+                           preview=preview, preview_tags=preview_tags), status
 
 
 @bp.route("/compliance/rules/new", methods=["GET", "POST"])

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from lms.people import idnumber
+from lms.people.tags import MAX_TAGS, TagError, parse_tags, valid_tags
 
 __all__ = [
     "DATE_FORMATS_HINT",
@@ -78,6 +79,9 @@ class EmployeeRow:
     id_number: str | None  # idnumber.normalize()d
     email: str | None
     is_new: bool  # employee_no not yet in the database
+    # None when the file has no 标签 column (tags untouched); otherwise the row's tags,
+    # which replace the employee's (an empty cell clears them)
+    tags: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -208,6 +212,7 @@ _FIELD_LABELS: dict[str, str] = {
     "status": "状态",
     "id_number": "身份证号",
     "email": "邮箱",
+    "tags": "标签",
 }
 _REQUIRED_FIELDS = ("employee_no", "name", "department_code", "hire_date", "status")
 
@@ -234,6 +239,8 @@ _HEADER_ALIASES: dict[str, str] = {
     "id_number": "id_number",
     "邮箱": "email",
     "email": "email",
+    "标签": "tags",
+    "tags": "tags",
 }
 
 
@@ -339,6 +346,7 @@ class _Draft:
     status: str | None = None
     id_number: str | None = None
     email: str | None = None
+    tags: tuple[str, ...] | None = None
 
 
 def _read_records(text: str, max_rows: int) -> tuple[_Columns, list[tuple[int, list[str]]]]:
@@ -527,6 +535,7 @@ class _Validator:
                 id_number=d.id_number,
                 email=d.email,
                 is_new=d.employee_no not in self.existing_employee_nos,
+                tags=d.tags,
             )
             for d in drafts
             # Without errors every required field is set; the guard narrows types.
@@ -545,6 +554,7 @@ class _Validator:
         self.check_status(draft, cells)
         self.check_id_number(draft, cells)
         self.check_email(draft, cells)
+        self.check_tags(draft, cells)
         self.check_age(draft)
         return draft
 
@@ -689,6 +699,23 @@ class _Validator:
             self.error(draft.row, "email", f"邮箱 {_q(value)} 格式无效")
             return
         draft.email = value
+
+    def check_tags(self, draft: _Draft, cells: list[str]) -> None:
+        """Only with a 标签 column: its cell replaces the employee's tags (blank clears)."""
+        if "tags" not in self.columns.by_field:
+            return
+        value = self.cell(cells, "tags")
+        try:
+            draft.tags = tuple(parse_tags(value))
+        except TagError as exc:
+            if exc.kind == "too_long":
+                message = f"标签 {_q(exc.tag)} 过长：{len(exc.tag)} 个字符，最多 {exc.limit} 个"
+            elif exc.kind == "control":
+                message = f"标签 {_q(exc.tag)} 含有不可见的控制字符，请删除后重新输入"
+            else:
+                count = len(valid_tags([value]))
+                message = f"标签过多：共 {count} 个，每人最多 {MAX_TAGS} 个"
+            self.error(draft.row, "tags", message)
 
     def check_age(self, draft: _Draft) -> None:
         """Cross-check hire date against the birth date embedded in the ID number."""

@@ -24,6 +24,7 @@ from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from lms.people.labels import status_label
 from lms.people.models import EMPLOYEE_STATUSES
+from lms.people.tags import format_tags, split_tags
 
 # Same rule as the CSV import, so a number typed here can also be imported.
 EMPLOYEE_NO_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
@@ -46,6 +47,20 @@ def status_choices(blank: str | None = None) -> list[tuple[str, str]]:
     return [("", blank), *choices] if blank is not None else choices
 
 
+class TagsField(StringField):
+    """Tags typed as one line ("特殊工种、外派"); a list (from a record) is shown that way.
+    ``data`` stays the typed text: the service normalises it and names what is wrong."""
+
+    def process_data(self, value: Any) -> None:
+        self.data = format_tags(value) if isinstance(value, list | tuple) else value
+
+    def pieces(self) -> list[str]:
+        return split_tags(self.data or "")
+
+
+TAGS_DESCRIPTION = _l("Separate tags with commas or 、, e.g. 特殊工种、外派.")
+
+
 class EmployeeFilterForm(FlaskForm):
     """Filters of the employee list (GET, so no CSRF token)."""
 
@@ -57,6 +72,7 @@ class EmployeeFilterForm(FlaskForm):
     department = SelectField(_l("Department"), coerce=optional_int, validate_choice=False)
     position = SelectField(_l("Position"), coerce=optional_int, validate_choice=False)
     status = SelectField(_l("Status"), default="")
+    tag = SearchField(_l("Tag"), filters=[_strip], validators=[Optional(), Length(max=32)])
 
 
 class TeamFilterForm(FlaskForm):
@@ -87,6 +103,7 @@ class EmployeeForm(FlaskForm):
         Optional(), Length(max=254), Regexp(EMAIL_PATTERN, message=_l("Enter a valid e-mail address."))])
     id_number = StringField(_l("ID number"), filters=[_strip],
                             validators=[Optional(), Length(max=32)])
+    tags = TagsField(_l("Tags"), validators=[Length(max=2000)], description=TAGS_DESCRIPTION)
 
 
 class RevealForm(FlaskForm):

@@ -16,7 +16,7 @@ from datetime import date, datetime
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, insert, select, update
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, delete, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from lms import ledger
@@ -24,7 +24,7 @@ from lms.dbtypes import UTCDateTime, utcnow
 from lms.extensions import db
 from lms.people import csv_import
 from lms.people.csv_import import EmployeeRow, ImportResult
-from lms.people.models import Department, Employee, Position, User
+from lms.people.models import Department, Employee, EmployeeTag, Position, User
 from lms.people.services import id_number_fields
 from lms.people.vault import IdNumberVault
 
@@ -250,6 +250,37 @@ def _update_existing(vault: IdNumberVault, emp: Employee, row: EmployeeRow) -> b
     return changed
 
 
+def _current_tags(session: Session, employee_ids: Sequence[int]) -> dict[int, set[str]]:
+    found: dict[int, set[str]] = {eid: set() for eid in employee_ids}
+    for chunk in _chunks(employee_ids):
+        for eid, tag in session.execute(select(EmployeeTag.employee_id, EmployeeTag.tag)
+                                        .where(EmployeeTag.employee_id.in_(chunk))):
+            found[eid].add(tag)
+    return found
+
+
+def _replace_tags(session: Session, rows: Sequence[EmployeeRow], ids: dict[str, int],
+                  existing: dict[str, Employee]) -> set[str]:
+    """Give the employees of rows that carry tags (the file has a 标签 column) exactly
+    those tags, in bulk statements; returns the numbers of existing employees whose tags
+    changed."""
+    tagged = [r for r in rows if r.tags is not None]
+    current = _current_tags(session, [ids[r.employee_no] for r in tagged
+                                      if r.employee_no in existing])
+    replace = [r for r in tagged
+               if set(r.tags or ()) != current.get(ids[r.employee_no], set())]
+    stale = [ids[r.employee_no] for r in replace if r.employee_no in existing]
+    for chunk in _chunks(stale):
+        session.execute(delete(EmployeeTag).where(EmployeeTag.employee_id.in_(chunk))
+                        .execution_options(synchronize_session=False))
+    values = [{"employee_id": ids[r.employee_no], "tag": t} for r in replace for t in r.tags or ()]
+    if values:
+        session.execute(insert(EmployeeTag), values)
+    for no in (r.employee_no for r in replace if r.employee_no in existing):
+        session.expire(existing[no], ["tag_rows"])  # loaded tags are stale now
+    return {r.employee_no for r in replace if r.employee_no in existing}
+
+
 def apply_import(session: Session, vault: IdNumberVault, staged: EmployeeImport, *,
                  actor_id: int, today: date, expected_fingerprint: str,
                  max_rows: int = csv_import.DEFAULT_MAX_ROWS) -> ApplyOutcome:
@@ -325,6 +356,9 @@ def apply_import(session: Session, vault: IdNumberVault, staged: EmployeeImport,
                 updated_nos.append(row.employee_no)
     if links:
         session.execute(update(Employee), links)  # ORM bulk UPDATE by primary key
+    for no in sorted(_replace_tags(session, result.rows, ids, existing) & unchanged_nos):
+        unchanged_nos.discard(no)
+        updated_nos.append(no)
     created, updated, unchanged = len(created_nos), len(updated_nos), len(unchanged_nos)
 
     ledger.append(

@@ -98,6 +98,33 @@ class Employee(db.Model):
     position: Mapped[Position | None] = relationship()
     manager: Mapped[Employee | None] = relationship(remote_side=[id])
     user: Mapped[User | None] = relationship(back_populates="employee")
+    tag_rows: Mapped[list[EmployeeTag]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="EmployeeTag.tag"
+    )
+
+    @property
+    def tags(self) -> list[str]:
+        """HR's labels on this person (特殊工种, 外派 …), sorted."""
+        return sorted(r.tag for r in self.tag_rows)
+
+    def set_tags(self, tags: list[str]) -> None:
+        """Replace the tags with an already normalised list (lms.people.tags)."""
+        wanted = set(tags)
+        keep = [r for r in self.tag_rows if r.tag in wanted]
+        have = {r.tag for r in keep}
+        self.tag_rows = keep + [EmployeeTag(tag=t) for t in sorted(wanted - have)]
+
+
+class EmployeeTag(db.Model):
+    """One free label HR put on an employee; training rules may target tags."""
+
+    __tablename__ = "employee_tags"
+    __table_args__ = (Index("ix_employee_tags_tag_employee", "tag", "employee_id"),)
+
+    employee_id: Mapped[int] = mapped_column(
+        ForeignKey("employees.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(32), primary_key=True)
 
 
 class User(UserMixin, db.Model):

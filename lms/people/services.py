@@ -19,6 +19,7 @@ from lms.auth.permissions import is_in_team
 from lms.field_errors import ErrorCollector, FieldErrors
 from lms.people import idnumber
 from lms.people.models import EMPLOYEE_STATUSES, Department, Employee, Position
+from lms.people.tags import MAX_TAG_LENGTH, TagError, normalise_tags
 from lms.people.vault import IdNumberVault
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "reveal_id_number",
     "save_employee",
     "set_id_number",
+    "tag_error_message",
     "update_department",
     "update_position",
 ]
@@ -114,6 +116,17 @@ def reveal_id_number(session: Session, vault: IdNumberVault, employee: Employee,
 # ---------------------------------------------------------------------------
 
 
+def tag_error_message(error: TagError) -> object:
+    """A refused tag list in the words of the HR forms (employee form and rule form)."""
+    if error.kind == "too_long":
+        return _l("The tag “%(tag)s” is longer than %(n)d characters.", tag=error.tag,
+                  n=MAX_TAG_LENGTH)
+    if error.kind == "control":
+        return _l("The tag “%(tag)s” contains an invisible control character; type it "
+                  "again.", tag=error.tag)
+    return _l("Give at most %(n)d tags.", n=error.limit)
+
+
 @dataclass(frozen=True, slots=True)
 class EmployeeInput:
     """What the HR form says an employee record should be."""
@@ -127,9 +140,10 @@ class EmployeeInput:
     status: str
     email: str | None
     id_number: str | None  # None or blank: keep the number on file
+    tags: list[str] | None = None  # raw pieces (lms.people.tags); None: keep the tags
 
 
-def _employee_snapshot(emp: Employee) -> dict[str, str | None]:
+def _employee_snapshot(emp: Employee) -> dict[str, str | list[str] | None]:
     """The ledger's view of an employee: codes and numbers instead of internal ids, and
     the ID number only masked."""
     return {
@@ -142,11 +156,13 @@ def _employee_snapshot(emp: Employee) -> dict[str, str | None]:
         "status": emp.status,
         "email": emp.email,
         "id_number": emp.id_number_masked,
+        # None rather than [] so that creating an employee without tags records no change
+        "tags": emp.tags or None,
     }
 
 
-def _changes(before: dict[str, str | None], after: dict[str, str | None]
-             ) -> dict[str, list[str | None]]:
+def _changes(before: dict[str, str | list[str] | None], after: dict[str, str | list[str] | None]
+             ) -> dict[str, list[str | list[str] | None]]:
     return {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
 
 
@@ -202,6 +218,12 @@ def save_employee(session: Session, vault: IdNumberVault, employee: Employee | N
                     "This ID number already belongs to employee %(no)s. One ID number cannot "
                     "be used by two employees; verify this person's identity.",
                     no=holder.employee_no))
+    tags: list[str] | None = None
+    if data.tags is not None:
+        try:
+            tags = normalise_tags(data.tags)
+        except TagError as exc:
+            errors.add("tags", tag_error_message(exc))
     errors.raise_if_any()
 
     created = employee is None
@@ -217,6 +239,8 @@ def save_employee(session: Session, vault: IdNumberVault, employee: Employee | N
     emp.email = data.email or None
     if id_number and emp.id_number_index != vault.blind_index(canonical_id_number(id_number)):
         set_id_number(vault, emp, id_number)
+    if tags is not None:
+        emp.set_tags(tags)
     if created:
         session.add(emp)
     after = _employee_snapshot(emp)

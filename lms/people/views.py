@@ -24,7 +24,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 
 from lms.auth.permissions import HR_ROLES, can_view_employee, report_ids_query, roles_required
 from lms.extensions import db
@@ -51,7 +51,7 @@ from lms.people.importer import (
     staged_text,
     validate_text,
 )
-from lms.people.models import Department, Employee, Position
+from lms.people.models import Department, Employee, EmployeeTag, Position
 from lms.people.services import (
     EmployeeInput,
     ServiceError,
@@ -140,7 +140,7 @@ def _position_choices(blank: str) -> list[tuple[object, str]]:
 
 def _employee_options():
     return (joinedload(Employee.department), joinedload(Employee.position),
-            joinedload(Employee.manager))
+            joinedload(Employee.manager), selectinload(Employee.tag_rows))
 
 
 # ---------------------------------------------------------------------------
@@ -163,6 +163,9 @@ def employees():
     department = form.department.data if "department" in ok else None
     position = form.position.data if "position" in ok else None
     status = form.status.data if "status" in ok else None
+    tag = form.tag.data if "tag" in ok else None
+    if tag:
+        stmt = stmt.where(Employee.tag_rows.any(EmployeeTag.tag == tag))
     if q:
         stmt = stmt.where(or_(Employee.name.icontains(q, autoescape=True),
                               Employee.employee_no.icontains(q, autoescape=True)))
@@ -176,7 +179,8 @@ def employees():
                        error_out=False)
     return render_template(
         "people/employees.html", form=form, page=page,
-        filters=_filter_args(q=q, department=department, position=position, status=status),
+        filters=_filter_args(q=q, department=department, position=position, status=status,
+                             tag=tag),
     )
 
 
@@ -207,7 +211,7 @@ def _employee_form(emp: Employee | None):
             department_id=form.department_id.data, position_id=form.position_id.data,
             manager_no=form.manager_no.data or None, hire_date=form.hire_date.data,
             status=form.status.data, email=form.email.data or None,
-            id_number=form.id_number.data or None,
+            id_number=form.id_number.data or None, tags=form.tags.pieces(),
         )
         try:
             saved, changed = save_employee(db.session, _vault(), emp, data,

@@ -18,6 +18,7 @@ from lms.compliance.models import Assignment, AssignmentRule, RuleDepartment
 from lms.dbtypes import utcnow
 from lms.extensions import db
 from lms.ledger import LedgerEntry, verify
+from lms.people.models import Employee
 
 # 2026-09-28 (Mon) 10:00 Beijing time. 7 working days later is 2026-10-13: National Day
 # 10-01..10-07 is off, Saturday 10-10 is a 调休 working day.
@@ -409,3 +410,67 @@ def test_recertification_interval_is_checked_and_saved(hr, org):
     assert json.loads(_ledger("assignment.rule_created")[0].payload)["recur_months"] == 12
     listing = hr.get("/compliance/rules").get_data(as_text=True)
     assert "12" in listing and ("每 12 个月" in listing or "every 12 months" in listing)
+
+
+# --- tags ----------------------------------------------------------------------------------
+
+
+def _tag(no: str, *tags: str) -> None:
+    db.session.scalar(select(Employee).where(Employee.employee_no == no)).set_tags(list(tags))
+    db.session.commit()
+
+
+def test_a_rule_with_tags_reaches_exactly_the_tagged_people_in_its_departments(hr, org):
+    course = _course()
+    _tag("E1", "试用期")  # retail, login: in
+    _tag("E2", "特殊工种", "外派")  # store (retail subtree), login: in
+    _tag("E3", "特殊工种")  # factory: outside the rule's departments
+    _tag("E4", "特殊工种")  # store, but no login
+    _tag("E5", "特殊工种")  # store, but left
+    _tag("E6", "外派")  # store, login disabled
+    form = _rule_form(course, org["retail"], tags="特殊工种，试用期、夜斑")
+    preview = hr.post("/compliance/rules/new", {**form, "action": "preview"},
+                      token_from="/compliance/rules/new")
+    html = preview.get_data(as_text=True)
+    assert re.search(r'id="preview-count" data-count="(\d+)"', html).group(1) == "2"
+    # how many people carry each tag, so a typo ("夜斑" for 夜班) shows before saving
+    assert dict(re.findall(r'<li data-tag="([^"]+)" data-count="(\d+)"', html)) == {
+        "特殊工种": "4", "试用期": "1", "夜斑": "0"}
+    assert db.session.scalar(select(func.count()).select_from(AssignmentRule)) == 0
+
+    saved = hr.post("/compliance/rules/new", form, token_from="/compliance/rules/new")
+    assert saved.status_code == 302
+    rule = db.session.scalar(select(AssignmentRule))
+    assert json.loads(rule.tags) == ["夜斑", "特殊工种", "试用期"]
+    assert json.loads(_ledger("assignment.rule_created")[0].payload)["tags"] == [
+        "夜斑", "特殊工种", "试用期"]
+    edit_url = f"/compliance/rules/{rule.id}/edit"
+    assert 'value="夜斑、特殊工种、试用期"' in hr.get(edit_url).get_data(as_text=True)
+    listing = hr.get("/compliance/rules").get_data(as_text=True)
+    assert '<span class="badge tag">特殊工种</span>' in listing
+
+    hr.post(f"/compliance/rules/{rule.id}/run", token_from="/compliance/rules")
+    assert {a.employee.employee_no for a in _assignments()} == {"E1", "E2"}  # = the preview
+
+    # Narrowed to one tag: recorded, and new runs follow it (E2 is assigned already).
+    hr.post(edit_url, _rule_form(course, org["retail"], tags="外派"), token_from=edit_url)
+    [updated] = _ledger("assignment.rule_updated")
+    assert json.loads(updated.payload)["changes"] == {
+        "tags": {"old": ["夜斑", "特殊工种", "试用期"], "new": ["外派"]}}
+    reach = hr.post(edit_url, _rule_form(course, org["retail"], tags="外派", action="preview"),
+                    token_from=edit_url)
+    assert 'id="preview-count" data-count="1"' in reach.get_data(as_text=True)  # E2 only
+
+
+def test_rule_form_shows_a_field_error_for_a_bad_tag(hr, org):
+    course = _course()
+    for tags, words in (("外派、" + "长" * 33, "长" * 33),
+                        ("、".join(f"标签{i}" for i in range(21)), "20")):
+        bad = hr.post("/compliance/rules/new", _rule_form(course, tags=tags),
+                      token_from="/compliance/rules/new")
+        assert bad.status_code == 422
+        assert _errors(bad) == {"tags"}
+        html = bad.get_data(as_text=True)
+        message = re.search(r'<label for="tags".*?<p class="error">(.*?)</p>', html, re.S)
+        assert message and words in message.group(1)
+    assert db.session.scalar(select(func.count()).select_from(AssignmentRule)) == 0

@@ -345,3 +345,91 @@ def test_csv_template_has_bom_and_chinese_headers(client, hr):
     # The template is itself importable (headers only → "no data rows", not "bad header").
     html = upload(client, resp.data, "template.csv").get_data(as_text=True)
     assert "没有员工数据" in html
+
+
+# --- the optional 标签 (tags) column ------------------------------------------------------
+
+TAGS_HEADER = HEADER + ",标签"
+
+
+def tagged_csv(*rows: str, header: str = TAGS_HEADER, encoding: str = "utf-8-sig") -> bytes:
+    return ("\r\n".join([header, *rows]) + "\r\n").encode(encoding)
+
+
+def tags_of(employee_no: str) -> list[str]:
+    db.session.expire_all()
+    emp = db.session.execute(
+        select(Employee).where(Employee.employee_no == employee_no)).scalar_one()
+    return emp.tags
+
+
+def test_gbk_file_with_tags_creates_tagged_employees(client, hr):
+    data = tagged_csv(
+        f'E100,张三,STORE1,P-CASH,,2024-03-01,在职,{ID_1},,"特殊工种，外派、特殊工种"',
+        "E200,李四,RETAIL,,,2023/7/1,在职,,,财务审批人",
+        "E300,王五,STORE1,,,2024-05-06,在职,,,",
+        encoding="gbk")
+    import_id = staged_id(upload(client, data))
+    html = client.get(f"/hr/import/{import_id}").get_data(as_text=True)
+    assert 'id="new-count">3<' in html
+    assert '<span class="badge tag">特殊工种</span>' in html  # the preview shows the tags
+    apply(client, import_id)
+    assert tags_of("E100") == ["外派", "特殊工种"]
+    assert tags_of("E200") == ["财务审批人"]
+    assert tags_of("E300") == []
+
+
+def test_tags_column_replaces_tags_and_blank_cell_clears_them(client, hr, people, org):
+    keep = people.employee("张三", employee_no="E100", department=org)
+    clear = people.employee("李四", employee_no="E200", department=org)
+    same = people.employee("王五", employee_no="E300", department=org)
+    keep.set_tags(["试用期", "外派"])
+    clear.set_tags(["外派"])
+    same.set_tags(["夜班"])
+    db.session.commit()
+    data = tagged_csv("E100,张三,HQ,,,2024-03-01,在职,,,特殊工种;外派",
+                      "E200,李四,HQ,,,2024-03-01,在职,,,",
+                      "E300,王五,HQ,,,2024-03-01,在职,,,夜班")
+    import_id = staged_id(upload(client, data))
+    done = apply(client, import_id)
+    # the fixture's hire dates and department match the file: only tags changed
+    assert "新建员工 0 人，更新 2 人，未变更 1 人。" in done.get_data(as_text=True)
+    assert tags_of("E100") == ["外派", "特殊工种"]
+    assert tags_of("E200") == []
+    assert tags_of("E300") == ["夜班"]
+    payload = json.loads(ledger_entries("employees.imported")[0].payload)
+    assert sorted(payload["updated_employee_nos"]) == ["E100", "E200"]
+
+
+def test_without_a_tags_column_tags_are_untouched(client, hr, people, org):
+    emp = people.employee("张三", employee_no="E100", department=org)
+    emp.set_tags(["试用期"])
+    db.session.commit()
+    import_id = staged_id(upload(client, csv_bytes("E100,张三丰,HQ,,,2024-03-01,在职,,")))
+    apply(client, import_id)
+    assert tags_of("E100") == ["试用期"]
+
+
+def test_tags_header_alias_in_english(client, hr):
+    data = tagged_csv("E100,张三,HQ,,,2024-03-01,在职,,,外派", header=HEADER + ",Tags")
+    apply(client, staged_id(upload(client, data)))
+    assert tags_of("E100") == ["外派"]
+
+
+def test_bad_tags_are_errors_naming_row_and_column(client, hr):
+    many = "、".join(f"标签{i}" for i in range(21))
+    data = tagged_csv("E100,张三,HQ,,,2024-03-01,在职,,,外派",
+                      f"E101,赵六,HQ,,,2024-03-01,在职,,,{'长' * 33}",
+                      f"E102,钱七,HQ,,,2024-03-01,在职,,,{many}",
+                      # a right-to-left override pasted from a chat app
+                      "E103,孙八,HQ,,,2024-03-01,在职,,,特殊\u202e工种")
+    import_id = staged_id(upload(client, data))
+    html = client.get(f"/hr/import/{import_id}").get_data(as_text=True)
+    assert 'data-row="2"' not in html
+    assert re.search(r'data-row="3"><td>3</td><td>标签</td><td>标签 “长{33}” 过长：33 个字符，最多 32 个',
+                     html)
+    assert re.search(r'data-row="4"><td>4</td><td>标签</td><td>标签过多：共 21 个，每人最多 20 个', html)
+    assert re.search(r'data-row="5"><td>5</td><td>标签</td><td>标签 “特殊\u202e工种” 含有不可见的控制字符',
+                     html)
+    assert 'name="fingerprint"' not in html
+    assert employee_count() == 0

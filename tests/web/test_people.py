@@ -13,7 +13,7 @@ from sqlalchemy import event, func, select
 
 from lms.extensions import db
 from lms.ledger import LedgerEntry
-from lms.people.models import Department, Employee, Position
+from lms.people.models import Department, Employee, EmployeeTag, Position
 from lms.people.services import set_id_number
 
 
@@ -404,3 +404,78 @@ def test_hire_date_shown_in_list(client, hr, people, org):
     emp.hire_date = date(2021, 11, 30)
     db.session.commit()
     assert "2021-11-30" in client.get("/hr/employees").get_data(as_text=True)
+
+
+# --- tags ---------------------------------------------------------------------------------
+
+
+def test_hr_sets_tags_on_the_form_and_sees_them_as_badges(client, hr, people, org):
+    resp = client.post("/hr/employees/new",
+                       form_data("T1", org["store"], tags="特殊工种，外派、 特殊工种 ;试用期"),
+                       token_from="/hr/employees/new")
+    assert resp.status_code == 302
+    emp = db.session.execute(select(Employee).where(Employee.employee_no == "T1")).scalar_one()
+    assert emp.tags == ["外派", "特殊工种", "试用期"]
+    payload = json.loads(entries("employee.created")[0].payload)
+    assert payload["changes"]["tags"] == [None, ["外派", "特殊工种", "试用期"]]
+
+    html = client.get(f"/employees/{emp.id}").get_data(as_text=True)
+    badges = re.search(r'<td id="tags">(.*?)</td>', html).group(1)
+    assert re.findall(r'<span class="badge tag">([^<]+)</span>', badges) == [
+        "外派", "特殊工种", "试用期"]
+    form = client.get(f"/hr/employees/{emp.id}/edit").get_data(as_text=True)
+    assert 'value="外派、特殊工种、试用期"' in form  # shown back the way HR types it
+
+
+def test_editing_tags_is_recorded_and_blank_clears_them(client, hr, people, org):
+    emp = people.employee("张三", department=org["store"], employee_no="E1")
+    emp.set_tags(["外派", "试用期"])
+    db.session.commit()
+    url = f"/hr/employees/{emp.id}/edit"
+    resp = client.post(url, form_data("E1", org["store"], name="张三", tags="外派, 财务审批人"),
+                       token_from=url)
+    assert resp.status_code == 302
+    assert json.loads(entries("employee.updated")[0].payload)["changes"] == {
+        "tags": [["外派", "试用期"], ["外派", "财务审批人"]]}
+    resp = client.post(url, form_data("E1", org["store"], name="张三", tags=""), token_from=url)
+    assert resp.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Employee, emp.id).tags == []
+    assert json.loads(entries("employee.updated")[1].payload)["changes"] == {
+        "tags": [["外派", "财务审批人"], None]}
+
+
+def test_a_bad_tag_is_a_field_error_and_nothing_is_saved(client, hr, people, org):
+    emp = people.employee("张三", department=org["store"], employee_no="E1")
+    emp.set_tags(["外派"])
+    db.session.commit()
+    url = f"/hr/employees/{emp.id}/edit"
+    resp = client.post(url, form_data("E1", org["store"], name="张三丰",
+                                      tags="外派、" + "长" * 33), token_from=url)
+    assert resp.status_code == 400
+    html = resp.get_data(as_text=True)
+    error = re.search(r'<div class="field has-error">\s*<label for="tags".*?<p class="error">(.*?)</p>',
+                      html, re.S)
+    assert error and "长" * 33 in error.group(1) and "32" in error.group(1)
+    db.session.expire_all()
+    emp = db.session.get(Employee, emp.id)
+    assert (emp.name, emp.tags) == ("张三", ["外派"])
+    assert entries("employee.updated") == []
+
+
+def test_employee_list_filters_by_tag(client, hr, people, org):
+    for no, tags in (("E1", ["外派"]), ("E2", ["外派", "试用期"]), ("E3", ["试用期"]), ("E4", [])):
+        people.employee(employee_no=no, department=org["store"]).set_tags(tags)
+    db.session.commit()
+    html = client.get("/hr/employees?tag=外派").get_data(as_text=True)
+    assert employee_nos(html) == {"E1", "E2"}
+    assert employee_nos(client.get("/hr/employees?tag=试用期&q=E3").get_data(as_text=True)) == {"E3"}
+
+
+def test_deleting_an_employee_deletes_their_tags(people, org):
+    emp = people.employee(employee_no="E1", department=org["store"])
+    emp.set_tags(["外派"])
+    db.session.commit()
+    db.session.execute(Employee.__table__.delete().where(Employee.id == emp.id))
+    db.session.commit()
+    assert db.session.scalar(select(func.count()).select_from(EmployeeTag)) == 0
