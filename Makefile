@@ -10,7 +10,7 @@ PORT ?= 5000
 PYTEST_ARGS ?=
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
-.PHONY: run test install install-test translations translations-update browser-deps lint bench clean help
+.PHONY: run test install install-test translations translations-update browser-deps cjk-font lint bench clean help
 
 help:
 	@echo "make run    - install, migrate, load demo data, serve on http://$(HOST):$(PORT)"
@@ -50,12 +50,21 @@ browser-deps:
 	  else echo "warning: /usr/bin/chromium missing; run as root or: apt-get install chromium fonts-wqy-microhei" >&2; fi; \
 	fi
 
+# The TrueType CJK font evidence PDFs embed (without it every Chinese character is a box;
+# EVIDENCE_FONT_PATH may name another .ttf/.ttc instead).
+cjk-font:
+	@if [ ! -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] && [ -z "$$EVIDENCE_FONT_PATH" ]; then \
+	  if [ "$(IS_ROOT)" = yes ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei; \
+	  else echo "warning: no CJK font for evidence PDFs; run as root or: apt-get install fonts-wqy-microhei" >&2; fi; \
+	fi
+
 # After adding UI strings: refresh the catalog, translate the new entries, commit the .po.
 translations-update: $(VENV)/.installed
 	$(VENV)/bin/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output -o lms/translations/messages.pot .
 	$(VENV)/bin/pybabel update -i lms/translations/messages.pot -d lms/translations -l zh_Hans_CN --no-fuzzy-matching
 
-run: install
+run: install cjk-font
 	$(FLASK) db upgrade
 	$(FLASK) lms demo
 	@echo "Serving on http://$(HOST):$(PORT)  (Ctrl-C to stop)"

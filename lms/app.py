@@ -88,19 +88,26 @@ def _register_blueprints(app: Flask) -> None:
     from assessments.policy_views import bp as policies_bp
     from courses.authoring_views import bp as authoring_bp
     from courses.learning_views import bp as learning_bp
+    from integrations.feeds.views import bp as feeds_bp
     from lms.admin.views import bp as admin_bp
     from lms.auth.views import bp as auth_bp
+    from lms.compliance.regulation.views import bp as regulation_bp
     from lms.compliance.team_views import bp as team_bp
     from lms.compliance.views import bp as compliance_bp
     from lms.home import bp as home_bp
     from lms.ledger_views import bp as ledger_bp
     from lms.notify.views import bp as notify_bp
     from lms.people.views import bp as people_bp
+    from lms.reports.views import bp as reports_bp
 
     for bp in (auth_bp, home_bp, people_bp, admin_bp, ledger_bp, authoring_bp, learning_bp,
                policies_bp, banks_bp, exam_authoring_bp, exams_bp, notify_bp, compliance_bp,
-               team_bp):
+               team_bp, regulation_bp):
         app.register_blueprint(bp)
+    app.register_blueprint(feeds_bp)
+    app.register_blueprint(reports_bp)
+    from lms.evidence.views import bp as evidence_bp
+    app.register_blueprint(evidence_bp)
 
 
 def _register_templates(app: Flask) -> None:
@@ -130,8 +137,12 @@ def _register_errors(app: Flask) -> None:
 
 
 def _register_cli(app: Flask) -> None:
+    from integrations.feeds.cli import feeds_cli
     from lms.cli import ledger_cli, lms_cli, workdays_cli
 
     app.cli.add_command(lms_cli)
     app.cli.add_command(ledger_cli)
     app.cli.add_command(workdays_cli)
+    app.cli.add_command(feeds_cli)
+    from lms.evidence.cli import evidence_cli
+    app.cli.add_command(evidence_cli)

@@ -34,9 +34,30 @@ def demo_command() -> None:
     db.session.commit()
     click.echo("已加载演示数据 (demo data loaded)." if created else
                "演示数据已存在，未做更改 (demo data already present, left as it is).")
+    _demo_regulation()
     click.echo("演示账号 (demo logins):")
     for username, (password, roles) in DEMO_PASSWORDS.items():
         click.echo(f"  {username:<10} {password:<18} {', '.join(roles)}")
+
+
+def _demo_regulation() -> None:
+    """The demo's regulation updates: the saved demo feeds ingested like a poll, and the
+    workflow walked through every state (once; its own transaction)."""
+    from integrations.feeds import DEMO_FEEDS
+    from integrations.feeds.poll import ingest_bytes
+    from lms.compliance.regulation.demo import load_regulation_demo
+
+    def ingest(session, source, body, now, calendar):
+        return ingest_bytes(session, source, body, {}, now=now, calendar=calendar)
+
+    try:
+        report = load_regulation_demo(db.session, feeds=DEMO_FEEDS, ingest=ingest)
+        db.session.commit()
+    except UnknownYearError as exc:
+        db.session.rollback()
+        click.echo(f"regulation demo: not loaded: {exc}", err=True)
+        return
+    click.echo(report.line())
 
 
 @lms_cli.command("tick")
@@ -82,12 +103,51 @@ def tick_command() -> None:
         db.session.commit()
         click.echo(report.line())
         failed = failed or bool(report.problems)
+        failed = not _tick_feeds(calendar, now) or failed
+        failed = not _tick_regulation_alerts(calendar, now) or failed
         click.echo(run_notify_tick(db.session, current_app))
     finally:
         db.session.rollback()
         release(db.session, "tick", holder)
     if failed:
         sys.exit(1)
+
+
+def _tick_feeds(calendar, now) -> bool:
+    """The tick's feed step: poll the due regulation feeds, each source in its own
+    transaction (a broken feed is recorded on its row, not raised). True if it ran."""
+    from integrations.feeds.fetch import FetchPolicy
+    from integrations.feeds.poll import poll_due_feeds
+
+    try:
+        report = poll_due_feeds(db.session, now=now, calendar=calendar,
+                                commit=db.session.commit,
+                                policy=FetchPolicy.from_config(current_app.config))
+    except Exception as exc:  # one failing step must not stop the others
+        db.session.rollback()
+        click.echo(f"feeds: failed: {exc}", err=True)
+        return False
+    for summary in report.summaries:
+        if summary.status == "error":
+            click.echo(summary.line(), err=True)
+    click.echo(report.line())
+    return not report.crashed
+
+
+def _tick_regulation_alerts(calendar, now) -> bool:
+    """The tick's regulation step: alert trainers and HR about clocks running out (its
+    own transaction; a failure is reported and the tick goes on). True if it ran."""
+    from lms.compliance.regulation.alerts import send_regulation_alerts
+
+    try:
+        report = send_regulation_alerts(db.session, calendar=calendar, now=now)
+        db.session.commit()
+    except Exception as exc:  # one failing step must not stop the others
+        db.session.rollback()
+        click.echo(f"regulation alerts: failed: {exc}", err=True)
+        return False
+    click.echo(report.line())
+    return True
 
 
 @lms_cli.command("create-user")

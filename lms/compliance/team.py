@@ -25,8 +25,9 @@ from lms.paging import Page as BasePage
 from lms.people.models import Department, Employee
 from lms.workday_overrides import load_calendar
 
-__all__ = ["TEAM_STATUSES", "Page", "TeamFilters", "TeamRow", "TeamSummary", "course_choices",
-           "department_choices", "team_page", "team_summary"]
+__all__ = ["TEAM_STATUSES", "Page", "TeamFilters", "TeamRow", "TeamSummary",
+           "completed_local_date", "course_choices", "department_choices", "team_page",
+           "team_summary"]
 
 # Status filter values: the stored statuses plus "overdue" (open and past its due date).
 TEAM_STATUSES = ("open", "overdue", "completed", "suspended", "waived")
@@ -99,8 +100,9 @@ def _status_condition(status: str, today: date) -> Any:
     return Assignment.status == status
 
 
-def _completed_local_date(session: Session) -> Any:
-    """The Asia/Shanghai date of ``completed_at`` in SQL (China keeps UTC+8 all year)."""
+def completed_local_date(session: Session) -> Any:
+    """The Asia/Shanghai date of ``completed_at`` in SQL (China keeps UTC+8 all year);
+    also what ``lms.reports`` counts "on time" with."""
     if session.get_bind().dialect.name == "postgresql":
         return cast(func.timezone("Asia/Shanghai", Assignment.completed_at), Date)
     return func.date(Assignment.completed_at, "+8 hours")
@@ -114,7 +116,7 @@ def team_summary(session: Session, manager_id: int, filters: TeamFilters, today:
     bucket = case(
         (and_(Assignment.status == "open", Assignment.due_date < today), literal("overdue")),
         (and_(Assignment.status == "completed",
-              _completed_local_date(session) <= Assignment.due_date), literal("on_time")),
+              completed_local_date(session) <= Assignment.due_date), literal("on_time")),
         else_=Assignment.status,
     ).label("bucket")
     scoped = (select(bucket).join(Employee, Employee.id == Assignment.employee_id)
