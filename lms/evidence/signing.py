@@ -23,24 +23,28 @@ No Flask and no database here: settings come in as a ``SigningSettings``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import logging
 import os
 import secrets
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+
+T = TypeVar("T")
 
 __all__ = [
     "PackCheck",
@@ -342,7 +346,19 @@ def sign_pdf(pdf: bytes, material: SigningMaterial, *, reason: str, location: st
         field_name=field_name, subfilter=fields.SigSeedSubFilter.PADES, md_algorithm="sha256",
         reason=reason, location=location, name=material.cert.subject.rfc4514_string())
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
-    return signers.sign_pdf(writer, meta, signer=signer).getvalue()
+    return _outside_event_loop(lambda: signers.sign_pdf(writer, meta, signer=signer).getvalue())
+
+
+def _outside_event_loop(call: Callable[[], T]) -> T:
+    """Run ``call`` where no asyncio loop is running: pyHanko's synchronous API calls
+    ``asyncio.run``, which refuses to start inside a running loop (an async server, or
+    Playwright's sync API in the same thread), so then it runs on a short-lived thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return call()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyhanko") as pool:
+        return pool.submit(call).result()
 
 
 @dataclass
@@ -417,7 +433,8 @@ def validate_pack(pdf: bytes, material: SigningMaterial) -> PackCheck:
     _cert, _chain, roots, _key = _asn1(material)
     context = ValidationContext(trust_roots=roots, allow_fetching=False)
     try:
-        status = validate_pdf_signature(signatures[0], signer_validation_context=context)
+        status = _outside_event_loop(lambda: validate_pdf_signature(
+            signatures[0], signer_validation_context=context))
     except Exception as exc:  # a mangled CMS blob fails in many ways
         return PackCheck("bad_signature", f"{type(exc).__name__}: {exc}", file_sha256=digest,
                          pack_id=_pack_id(reader))

@@ -259,3 +259,15 @@ def test_text_that_would_print_as_boxes_is_refused():
     with pytest.raises(PdfRenderError, match="U\\+674E"):  # Chinese in a Latin-only face
         render_pdf(page_html(font, "<p>李雷</p>", "p { font-family: Courier; }"), font)
     assert render_pdf(page_html(font, "<p>李雷 😀</p>"), font).startswith(b"%PDF-")
+
+
+def test_signing_and_validating_work_inside_a_running_event_loop(org):
+    """pyHanko's sync API calls asyncio.run(); inside a running loop (an async server, or
+    Playwright's sync API in the same thread) signing must still work."""
+    import asyncio
+
+    async def inside() -> None:
+        signed = sign_pdf(a_pdf(), org, reason="证据包", location="合规学堂")
+        assert validate_pack(signed, org).ok
+
+    asyncio.run(inside())
