@@ -265,9 +265,22 @@ def test_signing_and_validating_work_inside_a_running_event_loop(org):
     """pyHanko's sync API calls asyncio.run(); inside a running loop (an async server, or
     Playwright's sync API in the same thread) signing must still work."""
     import asyncio
+    import threading
 
     async def inside() -> None:
         signed = sign_pdf(a_pdf(), org, reason="证据包", location="合规学堂")
         assert validate_pack(signed, org).ok
 
-    asyncio.run(inside())
+    # on a thread of its own: the suite's main thread may run Playwright's loop already
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(inside())
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    assert not errors, errors
