@@ -11,6 +11,7 @@ from flask import Flask, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from lms.config import load_config
@@ -70,6 +71,7 @@ def _register_models() -> None:
     import assessments.exams
     import assessments.policies  # noqa: F401
     import courses.models  # noqa: F401
+    import integrations.tokens  # noqa: F401
     import lms.auth.models
     import lms.compliance.models
     import lms.compliance.regulation.models
@@ -108,6 +110,8 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(reports_bp)
     from lms.evidence.views import bp as evidence_bp
     app.register_blueprint(evidence_bp)
+    from integrations import api
+    api.init_app(app)
 
 
 def _register_templates(app: Flask) -> None:
@@ -124,8 +128,15 @@ def _register_templates(app: Flask) -> None:
 
 
 def _register_errors(app: Flask) -> None:
+    from integrations.api import http_error, is_api_request
+
     def page(code: int, template: str = "error.html", **context: Any):
         return render_template(template, code=code, **context), code
+
+    def error(exc: Exception, code: int):
+        if is_api_request():  # /api/v1 answers JSON, even for routes it does not have
+            return http_error(exc if isinstance(exc, HTTPException) else InternalServerError())
+        return page(code)
 
     @app.errorhandler(CSRFError)
     def _csrf(error: CSRFError):
@@ -133,7 +144,7 @@ def _register_errors(app: Flask) -> None:
         return page(400, reason="csrf")
 
     for code in (400, 403, 404, 405, 413, 429, 500):
-        app.register_error_handler(code, lambda e, code=code: page(code))
+        app.register_error_handler(code, lambda e, code=code: error(e, code))
 
 
 def _register_cli(app: Flask) -> None:

@@ -13,6 +13,8 @@ def select_locale() -> str:
     languages = current_app.config["LANGUAGES"]
     if not has_request_context():  # CLI and background work speak the default language
         return current_app.config["BABEL_DEFAULT_LOCALE"]
+    if request.path.startswith("/api/"):  # integrations: English unless the caller asks
+        return request.accept_languages.best_match(languages) or "en"
     chosen = session.get("lang")
     if chosen in languages:
         return chosen
