@@ -17,105 +17,49 @@ flushing each row, and commits once. Both times, rows per second and the ratio a
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import sys
 import tempfile
-import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from pathlib import Path
-from urllib.parse import quote
 
 import sqlalchemy as sa
-from cryptography.fernet import Fernet
+from _seed import (
+    PG,
+    bulk_employees,
+    department_tree,
+    logins_for_all,
+    migrate_quietly,
+    pg_schemas,
+    published_course,
+    timed,
+)
+from flask import Flask
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 40)
-os.environ.setdefault("ID_NUMBER_KEY", Fernet.generate_key().decode())
-
-from flask import Flask  # noqa: E402
-from flask_migrate import upgrade  # noqa: E402
-
-from courses.models import Course, CourseVersion, Enrollment, Lesson  # noqa: E402
-from lms.app import create_app  # noqa: E402
-from lms.auth.passwords import hash_password  # noqa: E402
-from lms.compliance.engine import (  # noqa: E402
+from courses.models import Enrollment
+from lms.app import create_app
+from lms.compliance.engine import (
     evaluate_rule,
     latest_published_version,
     local_date,
     rule_audience,
 )
-from lms.compliance.models import Assignment, AssignmentRule, RuleDepartment  # noqa: E402
-from lms.config import normalize_database_url  # noqa: E402
-from lms.dbtypes import UTCDateTime, utcnow  # noqa: E402
-from lms.extensions import db  # noqa: E402
-from lms.people.models import Department, Employee, User, UserRole  # noqa: E402
-from lms.workday_overrides import load_calendar  # noqa: E402
+from lms.compliance.models import Assignment, AssignmentRule, RuleDepartment
+from lms.dbtypes import utcnow
+from lms.extensions import db
+from lms.workday_overrides import load_calendar
 
-PG = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 # Monday 2026-09-28 10:00 Beijing time; due dates land after National Day.
 NOW = datetime(2026, 9, 28, 2, 0, tzinfo=UTC)
-DIVISIONS, STORES = 20, 5  # root -> 20 divisions -> 5 stores each: 121 departments
-CHUNK = 5000
-
-
-def timed(fn: Callable[[], object]) -> tuple[float, object]:
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
 
 
 def seed(n: int) -> int:
     """Migrate and fill the current app's database in bulk; return the rule id."""
-    logging.disable(logging.INFO)  # migrations/env.py re-reads alembic's logging config
-    try:
-        upgrade()
-    finally:
-        logging.disable(logging.NOTSET)
+    migrate_quietly()
     session = db.session
-    root = Department(code="BENCH", name="压测集团")
-    session.add(root)
-    session.flush()
-    leaves = []
-    for d in range(DIVISIONS):
-        division = Department(code=f"BENCH-{d:02d}", name=f"事业部{d:02d}", parent_id=root.id)
-        session.add(division)
-        session.flush()
-        for s in range(STORES):
-            store = Department(code=f"BENCH-{d:02d}-{s}", name=f"门店{d:02d}-{s}",
-                               parent_id=division.id)
-            session.add(store)
-            leaves.append(store)
-    session.flush()
+    root, leaves = department_tree(session)
     now = utcnow()
-    for start in range(0, n, CHUNK):
-        session.execute(sa.insert(Employee.__table__), [
-            {"employee_no": f"B{i:06d}", "name": f"员工{i}",
-             "department_id": leaves[i % len(leaves)].id, "hire_date": date(2024, 1, 1),
-             "status": "active", "created_at": now, "updated_at": now}
-            for i in range(start, min(n, start + CHUNK))])
-    e = Employee.__table__.c
-    session.execute(sa.insert(User.__table__).from_select(
-        ["username", "display_name", "password_hash", "is_enabled", "employee_id",
-         "created_at", "password_changed_at"],
-        sa.select(sa.literal("u") + e.employee_no, e.name,
-                  sa.literal(hash_password("bench-password-123")), sa.true(), e.id,
-                  sa.literal(now, UTCDateTime()),
-                  sa.literal(now, UTCDateTime()))))
-    session.execute(sa.insert(UserRole.__table__).from_select(
-        ["user_id", "role"], sa.select(User.__table__.c.id, sa.literal("trainee"))))
-    course = Course(code="BENCH-RISK-01", title_zh="入职身份核验", risk_topic="other")
-    version = CourseVersion(course=course, number=1, status="draft")
-    session.add_all([course, version])
-    session.flush()
-    session.add(Lesson(version=version, position=1, kind="document", title="阅读",
-                       body="劳动合同应当以书面形式订立。"))
-    session.flush()
-    version.status, version.content_hash, version.published_at = "published", "b" * 64, now
+    bulk_employees(session, n, now, lambda i: {"department_id": leaves[i % len(leaves)].id})
+    logins_for_all(session, now)
+    course = published_course(session, "BENCH-RISK-01", "入职身份核验", now)
     rule = AssignmentRule(name="全员入职培训", course_id=course.id, due_working_days=10,
                           effective_from=date(2026, 1, 1))
     session.add(rule)
@@ -191,28 +135,6 @@ def report(title: str, n: int, res: dict[str, float]) -> None:
               f"  {2 * n / res[key]:>10,.0f} rows/s")
     print(f"  {'re-run of evaluate_rule (idempotent, 0 rows)':<46} {res['rerun']:8.2f} s")
     print(f"  {'ratio naive / set-based':<46} {res['naive'] / res['set']:8.1f}x")
-
-
-def pg_url(base: str, schema: str) -> str:
-    base = normalize_database_url(base)
-    return f"{base}{'&' if '?' in base else '?'}options={quote(f'-csearch_path={schema}')}"
-
-
-@contextmanager
-def pg_schemas(base: str, count_: int) -> Iterator[list[str]]:
-    """Private schemas, dropped afterwards whatever happens."""
-    names = [f"bench_fanout_{uuid.uuid4().hex[:8]}" for _ in range(count_)]
-    admin = sa.create_engine(normalize_database_url(base).split("?")[0])
-    try:
-        with admin.begin() as conn:
-            for name in names:
-                conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
-        yield [pg_url(base, name) for name in names]
-    finally:
-        with admin.begin() as conn:
-            for name in names:
-                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        admin.dispose()
 
 
 def main() -> None:

@@ -22,48 +22,42 @@ every 20 ms during the first run, over its level before the export.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import sys
 import tempfile
 import threading
-import time
 import tracemalloc
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
-from pathlib import Path
 
 import sqlalchemy as sa
-from cryptography.fernet import Fernet
+from _seed import (
+    DIVISIONS,
+    PG,
+    bulk_employees,
+    department_tree,
+    logins_for_all,
+    migrate_quietly,
+    pg_schemas,
+    published_course,
+    timed,
+)
+from flask import Flask
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 40)
-os.environ.setdefault("ID_NUMBER_KEY", Fernet.generate_key().decode())
+from courses.models import Course, CourseVersion, Enrollment
+from lms.app import create_app
+from lms.auth.passwords import hash_password
+from lms.compliance.models import Assignment
+from lms.dbtypes import UTCDateTime, utcnow
+from lms.extensions import db
+from lms.people.models import Department, Employee, Position, User
+from lms.reports import kpi, queries
+from lms.reports import views as report_views
+from lms.reports.periods import parse_period
+from lms.workday_overrides import load_calendar
 
-from fanout import pg_schemas  # noqa: E402
-from flask import Flask  # noqa: E402
-from flask_migrate import upgrade  # noqa: E402
-
-from courses.models import Course, CourseVersion, Enrollment, Lesson  # noqa: E402
-from lms.app import create_app  # noqa: E402
-from lms.auth.passwords import hash_password  # noqa: E402
-from lms.compliance.models import Assignment  # noqa: E402
-from lms.dbtypes import UTCDateTime, utcnow  # noqa: E402
-from lms.extensions import db  # noqa: E402
-from lms.people.models import Department, Employee, Position, User, UserRole  # noqa: E402
-from lms.reports import kpi, queries  # noqa: E402
-from lms.reports import views as report_views  # noqa: E402
-from lms.reports.periods import parse_period  # noqa: E402
-from lms.workday_overrides import load_calendar  # noqa: E402
-
-PG = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TODAY = date(2026, 10, 16)
 FIRST_DUE = date(2026, 1, 5)
 DUE_SPAN = 290  # due dates from 2026-01-05 over 290 days (to 2026-10-22)
-DIVISIONS, STORES = 20, 5  # root -> 20 divisions -> 5 stores each: 121 departments
-CHUNK = 5000
 PASSWORD = "bench-password-123"  # noqa: S105 - a throwaway bench database
 
 days_meta = sa.MetaData()
@@ -71,73 +65,32 @@ bench_days = sa.Table("bench_days", days_meta, sa.Column("n", sa.Integer, primar
                       sa.Column("day", sa.Date), sa.Column("at", UTCDateTime()))
 
 
-def timed(fn: Callable[[], object]) -> tuple[float, object]:
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
-
-
 def seed(n: int, n_courses: int) -> dict[str, int]:
     """Migrate and fill the database set-based; return row counts."""
-    logging.disable(logging.INFO)
-    try:
-        upgrade()
-    finally:
-        logging.disable(logging.NOTSET)
+    migrate_quietly()
     session = db.session
-    root = Department(code="BENCH", name="压测集团")
-    session.add(root)
-    session.flush()
-    leaves = []
-    for d in range(DIVISIONS):
-        division = Department(code=f"BENCH-{d:02d}", name=f"事业部{d:02d}", parent_id=root.id)
-        session.add(division)
-        session.flush()
-        for s in range(STORES):
-            store = Department(code=f"BENCH-{d:02d}-{s}", name=f"门店{d:02d}-{s}",
-                               parent_id=division.id)
-            session.add(store)
-            leaves.append(store)
+    _root, leaves = department_tree(session)
     positions = [Position(code=f"P{i}", name=name) for i, name in
                  enumerate(("店长", "收银员", "理货员", "仓管员"))]
     session.add_all(positions)
     session.flush()
     now = utcnow()
-    for start in range(0, n, CHUNK):
-        session.execute(sa.insert(Employee.__table__), [
-            {"employee_no": f"B{i:06d}", "name": f"员工{i}",
-             "department_id": leaves[i % len(leaves)].id,
-             "position_id": positions[0 if i < len(leaves) else 1 + i % 3].id,
-             "hire_date": date(2024, 1, 1), "status": "left" if i % 97 == 0 else "active",
-             "created_at": now, "updated_at": now}
-            for i in range(start, min(n, start + CHUNK))])
+    bulk_employees(session, n, now, lambda i: {
+        "department_id": leaves[i % len(leaves)].id,
+        "position_id": positions[0 if i < len(leaves) else 1 + i % 3].id,
+        "status": "left" if i % 97 == 0 else "active"})
     e = Employee.__table__.c
     # each store's first employee manages the rest of the store
     b = Employee.__table__.alias("b")
     first = sa.select(sa.func.min(b.c.id)).where(b.c.department_id == e.department_id)
     session.execute(sa.update(Employee.__table__).values(manager_id=first.scalar_subquery())
                     .where(e.id != first.scalar_subquery()))
-    session.execute(sa.insert(User.__table__).from_select(
-        ["username", "display_name", "password_hash", "is_enabled", "employee_id",
-         "created_at", "password_changed_at"],
-        sa.select(sa.literal("u") + e.employee_no, e.name, sa.literal(hash_password(PASSWORD)),
-                  sa.true(), e.id, sa.literal(now, UTCDateTime()),
-                  sa.literal(now, UTCDateTime()))))
-    session.execute(sa.insert(UserRole.__table__).from_select(
-        ["user_id", "role"], sa.select(User.__table__.c.id, sa.literal("trainee"))))
+    logins_for_all(session, now)
     hr = User(username="bench-hr", display_name="人事", password_hash=hash_password(PASSWORD))
     hr.set_roles({"hr"})
     session.add(hr)
     for i in range(n_courses):
-        course = Course(code=f"BENCH-{i:02d}", title_zh=f"风险防控课程{i:02d}",
-                        risk_topic="other")
-        version = CourseVersion(course=course, number=1, status="draft")
-        session.add_all([course, version])
-        session.flush()
-        session.add(Lesson(version=version, position=1, kind="document", title="阅读",
-                           body="劳动合同应当以书面形式订立。"))
-        session.flush()
-        version.status, version.content_hash, version.published_at = "published", "b" * 64, now
+        published_course(session, f"BENCH-{i:02d}", f"风险防控课程{i:02d}", now)
     session.flush()
     bench_days.create(session.connection())
     session.execute(bench_days.insert(), [

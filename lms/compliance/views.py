@@ -30,6 +30,7 @@ from lms.compliance.forms import (
     ExtendForm,
     RuleForm,
     WaiveForm,
+    assignment_source_label,
     assignment_status_label,
 )
 from lms.compliance.manual import (
@@ -40,6 +41,7 @@ from lms.compliance.manual import (
     waive,
 )
 from lms.compliance.models import Assignment, AssignmentRule
+from lms.compliance.regulation.workflow import regulation_owners
 from lms.compliance.rules import (
     create_rule,
     input_of,
@@ -69,6 +71,7 @@ def clock() -> datetime:
 @bp.context_processor
 def _labels() -> dict[str, object]:
     return {"assignment_status_label": assignment_status_label,
+            "assignment_source_label": assignment_source_label,
             "applies_to_label": lambda code: str(APPLIES_TO_LABELS.get(code, code)),
             "json_list": lambda text: json.loads(text or "[]")}
 
@@ -96,9 +99,12 @@ def _position_choices() -> list[tuple[object, str]]:
 @bp.get("/compliance/rules")
 @roles_required(*HR_ROLES)
 def rules():
+    owners = regulation_owners(db.session)
     rows = db.session.scalars(select(AssignmentRule).options(joinedload(AssignmentRule.course))
                               .order_by(AssignmentRule.name)).all()
-    return render_template("compliance/rules.html", rules=rows,
+    return render_template("compliance/rules.html",
+                           rules=[r for r in rows if r.id not in owners],
+                           regulation_rules=[(r, owners[r.id]) for r in rows if r.id in owners],
                            links=rule_links(db.session, [r.id for r in rows]),
                            counts=rule_counts(db.session, today=local_date(clock())),
                            run_form=ActionForm())
@@ -106,6 +112,20 @@ def rules():
 
 def _rule_or_404(rule_id: int) -> AssignmentRule:
     return db.session.get(AssignmentRule, rule_id) or abort(404)
+
+
+def _owned_elsewhere(rule: AssignmentRule | None):
+    """A regulation update's audience rule is changed and switched on by the update's
+    own steps (triage, push, close), never here: enabling it from this page would assign
+    people before the briefing exists. Returns the redirect to the update, or None."""
+    if rule is None:
+        return None
+    update_id = regulation_owners(db.session, [rule.id]).get(rule.id)
+    if update_id is None:
+        return None
+    flash(_("This rule is the audience of a regulation update; change it on the update's "
+            "page."), "error")
+    return redirect(url_for("regulation.update_page", update_id=update_id)), 409
 
 
 def _rule_page(rule: AssignmentRule | None):
@@ -153,7 +173,8 @@ def rule_new():
 @bp.route("/compliance/rules/<int:rule_id>/edit", methods=["GET", "POST"])
 @roles_required(*HR_ROLES)
 def rule_edit(rule_id: int):
-    return _rule_page(_rule_or_404(rule_id))
+    rule = _rule_or_404(rule_id)
+    return _owned_elsewhere(rule) or _rule_page(rule)
 
 
 @bp.post("/compliance/rules/<int:rule_id>/run")
@@ -163,6 +184,8 @@ def rule_run(rule_id: int):
     rule = _rule_or_404(rule_id)
     if not ActionForm().validate_on_submit():
         abort(400)
+    if (owned := _owned_elsewhere(rule)) is not None:
+        return owned
     if not rule.is_active:
         flash(_("This rule is disabled; enable it before applying it."), "error")
         return redirect(url_for(".rules"))

@@ -443,3 +443,54 @@ def test_only_trainers_and_hr_act_auditors_read_others_are_refused(app, client, 
                         token_from="/regulation").status_code == 404
     anonymous = make_client()
     assert anonymous.get("/regulation").status_code in (302, 401)
+
+
+# --- tags and HR's rules page ----------------------------------------------------------
+
+
+def test_an_audience_by_tag_reaches_only_the_tagged_people(app, client, org, page_clock):
+    from lms.people.models import EmployeeTag
+
+    db.session.add(EmployeeTag(employee_id=org.in_east.employee_id, tag="外派"))
+    db.session.commit()
+    row = make_update(detected_at=beijing(2026, 11, 16))
+    client.login("trainer1")
+    preview = client.post(url(row, "triage"), triage_data(org, tags="外派", action="preview"),
+                          token_from=url(row))
+    assert 'class="stat preview-count" data-count="1"' in preview.get_data(as_text=True)
+    bad = client.post(url(row, "triage"), triage_data(org, tags="x" * 40), token_from=url(row))
+    assert bad.status_code == 422 and state_of(row.id) == "new"
+    client.post(url(row, "triage"), triage_data(org, tags="外派"), token_from=url(row))
+    page = client.get(url(row)).get_data(as_text=True)
+    assert 'id="audience-size" data-count="1"' in page and 'value="外派"' in page
+    client.post(url(row, "briefing"), {"briefing-title": "通知", "briefing-body": "正文"},
+                token_from=url(row))
+    client.post(url(row, "push"), {"due_working_days": "5"}, token_from=url(row))
+    row = db.session.get(RegulationUpdate, row.id)
+    assert assigned_users(row.rule_id) == {org.in_east.id}
+
+
+def test_hr_rules_page_keeps_regulation_audiences_apart_and_read_only(app, client, make_client,
+                                                                      org, page_clock):
+    row = make_update(detected_at=beijing(2026, 11, 16))
+    client.login("trainer1")
+    client.post(url(row, "triage"), triage_data(org), token_from=url(row))
+    rule_id = db.session.get(RegulationUpdate, row.id).rule_id
+    hr = make_client()
+    hr.login("hr1")
+    page = hr.get("/compliance/rules").get_data(as_text=True)
+    own_table = page.split('id="regulation-rules"', 1)
+    assert len(own_table) == 2 and f'id="rule-{rule_id}"' in own_table[1]
+    assert f'id="rule-{rule_id}"' not in own_table[0]
+    assert f"/regulation/updates/{row.id}" in own_table[1]
+    edit = hr.get(f"/compliance/rules/{rule_id}/edit")
+    assert edit.status_code == 409 and edit.headers["Location"].endswith(url(row))
+    sneaky = hr.post(f"/compliance/rules/{rule_id}/edit", {
+        "name": "x", "course_id": "", "statuses": ["active"], "is_active": "y",
+        "due_working_days": "5", "applies_to": "everyone"}, token_from="/compliance/rules")
+    assert sneaky.status_code == 409
+    run = hr.post(f"/compliance/rules/{rule_id}/run", {}, token_from="/compliance/rules")
+    assert run.status_code == 409
+    db.session.expire_all()
+    assert db.session.get(AssignmentRule, rule_id).is_active is False
+    assert db.session.scalar(select(func.count()).select_from(Assignment)) == 0

@@ -18,7 +18,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import Optional
+from wtforms.validators import Length, Optional
 
 from courses.topics import topic_choices
 from lms.compliance.forms import MultiCheckboxField, optional_int
@@ -28,6 +28,7 @@ from lms.compliance.regulation.workflow import (
     Audience,
     state_label,
 )
+from lms.people.forms import TAGS_DESCRIPTION, TagsField
 from lms.people.labels import role_label, status_label
 from lms.people.models import EMPLOYEE_STATUSES, ROLES
 
@@ -54,6 +55,8 @@ class AudienceFields(FlaskForm):
     roles = MultiCheckboxField(_l("Roles (none: any)"), validate_choice=False)
     statuses = MultiCheckboxField(_l("Employee statuses"), validate_choice=False,
                                   default=["active"])
+    tags = TagsField(_l("Tags (people with any of them; none: any)"),
+                     validators=[Length(max=2000)], description=TAGS_DESCRIPTION)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -65,7 +68,8 @@ class AudienceFields(FlaskForm):
                         include_subdepartments=bool(self.include_subdepartments.data),
                         position_ids=list(self.position_ids.data or []),
                         roles=list(self.roles.data or []),
-                        statuses=list(self.statuses.data or []))
+                        statuses=list(self.statuses.data or []),
+                        tags=self.tags.pieces())
 
 
 class TriageForm(AudienceFields):

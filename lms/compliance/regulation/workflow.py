@@ -188,6 +188,7 @@ class Audience:
     position_ids: list[int] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)
     statuses: list[str] = field(default_factory=lambda: ["active"])
+    tags: list[str] = field(default_factory=list)  # any of them (none: any)
 
 
 def briefing_course_code(update_id: int) -> str:
@@ -207,7 +208,7 @@ def _rule_input(row: RegulationUpdate, audience: Audience, *, course_id: int | N
         department_ids=list(audience.department_ids),
         include_subdepartments=audience.include_subdepartments,
         position_ids=list(audience.position_ids), roles=list(audience.roles),
-        statuses=list(audience.statuses), applies_to="everyone",
+        tags=list(audience.tags), statuses=list(audience.statuses), applies_to="everyone",
         due_working_days=due_working_days, retrain_on_new_version=False,
         is_active=is_active)
 
@@ -218,7 +219,7 @@ def audience_size(session: Session, audience: Audience) -> int:
     probe = RuleInput(name="", course_id=None, department_ids=list(audience.department_ids),
                       include_subdepartments=audience.include_subdepartments,
                       position_ids=list(audience.position_ids), roles=list(audience.roles),
-                      statuses=list(audience.statuses))
+                      tags=list(audience.tags), statuses=list(audience.statuses))
     return preview_count(session, probe)
 
 
@@ -229,7 +230,18 @@ def audience_of(session: Session, row: RegulationUpdate) -> Audience | None:
     data = input_of(session, session.get(AssignmentRule, row.rule_id))
     return Audience(department_ids=data.department_ids,
                     include_subdepartments=data.include_subdepartments,
-                    position_ids=data.position_ids, roles=data.roles, statuses=data.statuses)
+                    position_ids=data.position_ids, roles=data.roles, statuses=data.statuses,
+                    tags=data.tags)
+
+
+def regulation_owners(session: Session, rule_ids: list[int] | None = None) -> dict[int, int]:
+    """rule id -> id of the regulation update whose audience it is (HR's rules page keeps
+    those rules apart and read-only)."""
+    query = select(RegulationUpdate.rule_id, RegulationUpdate.id).where(
+        RegulationUpdate.rule_id.is_not(None))
+    if rule_ids is not None:
+        query = query.where(RegulationUpdate.rule_id.in_(rule_ids))
+    return {rule_id: update_id for rule_id, update_id in session.execute(query)}
 
 
 def _rule(session: Session, row: RegulationUpdate) -> AssignmentRule:
@@ -312,7 +324,7 @@ def change_audience(session: Session, row: RegulationUpdate, *, audience: Audien
                         department_ids=list(audience.department_ids),
                         include_subdepartments=audience.include_subdepartments,
                         position_ids=list(audience.position_ids), roles=list(audience.roles),
-                        statuses=list(audience.statuses))
+                        statuses=list(audience.statuses), tags=list(audience.tags))
     if changed:
         record_event(session, row, kind="regulation.audience_changed", from_state=state,
                      to_state=state, actor_id=actor_id, at=now, payload={
