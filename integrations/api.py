@@ -16,12 +16,13 @@ Errors are one shape everywhere::
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import wraps
+from functools import cache, wraps
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -40,6 +41,9 @@ bp = Blueprint("api", __name__, url_prefix=PREFIX)
 # Modules declaring endpoints on ``bp``; imported once by ``init_app``.
 ENDPOINT_MODULES: list[str] = [
     "integrations.api_meta",
+    "integrations.risk.api",
+    "integrations.performance_api",
+    "integrations.hr.api",
 ]
 
 ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -107,6 +111,7 @@ class Operation:
     description: str = ""
     response_content_type: str = "application/json"
     extra_headers: dict[str, str] = field(default_factory=dict)
+    also: tuple[int, ...] = ()  # further success statuses with the same body
 
     @property
     def path(self) -> str:
@@ -150,11 +155,21 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
         raise _validation_error(exc, "body") from None
 
 
+@cache
+def _list_fields(model: type[BaseModel]) -> frozenset[str]:
+    """Query names whose schema is an array: ``?tag=a`` must reach them as ``["a"]``."""
+    props = model.model_json_schema().get("properties", {})
+    return frozenset(name for name, prop in props.items()
+                     if prop.get("type") == "array"
+                     or any(p.get("type") == "array" for p in prop.get("anyOf", [])))
+
+
 def parse_query(model: type[BaseModel]) -> BaseModel:
     raw: dict[str, Any] = {}
+    lists = _list_fields(model)
     for key in request.args:
         values = request.args.getlist(key)
-        raw[key] = values if len(values) > 1 else values[0]
+        raw[key] = values if len(values) > 1 or key in lists else values[0]
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -180,7 +195,7 @@ def authenticate(scope: str | None) -> ApiToken:
     g.api_token_id = token.id
     if scope is not None and scope not in token.scope_list:
         raise ApiError(403, f"This token lacks the scope {scope}.", code="insufficient_scope")
-    limit = int(current_app.config.get("API_RATE_LIMIT_PER_MINUTE", 600))
+    limit = int(current_app.config["API_RATE_LIMIT_PER_MINUTE"])
     if calls_since(db.session, token.id, now - timedelta(minutes=1)) >= limit:
         raise ApiError(429, f"More than {limit} calls in the last minute; slow down.",
                        headers={"Retry-After": "60"})
@@ -204,24 +219,33 @@ def endpoint(rule: str, *, method: str = "GET", summary: str, tag: str,
              body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
              response: type[BaseModel] | None = None, status: int = 200,
              errors: tuple[int, ...] = (), description: str = "",
-             response_content_type: str = "application/json") -> Callable:
+             response_content_type: str = "application/json",
+             verify: Callable[[], None] | None = None, also: tuple[int, ...] = ()) -> Callable:
     """Declare an API route.
 
     The view receives the path arguments, plus ``body=`` and/or ``query=`` (validated
     pydantic models) when declared, and ``token=`` when authenticated by bearer token.
     It returns a pydantic model, a dict/list, ``(value, status)`` or a ``Response``.
-    ``errors`` lists the extra error statuses the route may answer (documented).
+    ``errors`` lists the extra error statuses the route may answer (documented);
+    ``also`` further success statuses answering the same ``response`` (a replayed
+    request's 200 next to a creation's 201).
+    ``auth="hmac"`` needs ``verify``: it authenticates the raw request (raising
+    ``ApiError``) before the body is parsed, so an unsigned body is never even read as JSON.
     """
     if scope is not None and scope not in SCOPES:
         raise ValueError(f"unknown scope {scope}")
     if auth not in ("bearer", "hmac", "none"):
         raise ValueError(f"unknown auth {auth}")
+    if (auth == "hmac") != (verify is not None):
+        raise ValueError("auth='hmac' needs verify= (and only it takes one)")
 
     def decorate(view: Callable) -> Callable:
         @wraps(view)
         def wrapped(**kwargs: Any) -> Response:
             if auth == "bearer":
                 kwargs["token"] = authenticate(scope)
+            elif verify is not None:
+                verify()
             if body is not None:
                 kwargs["body"] = parse_body(body)
             if query is not None:
@@ -234,7 +258,7 @@ def endpoint(rule: str, *, method: str = "GET", summary: str, tag: str,
             rule=rule, method=method.lower(), endpoint=f"api.{name}", summary=summary,
             tag=tag, scope=scope, auth=auth, body=body, query=query, response=response,
             status=status, errors=errors, description=description or (view.__doc__ or ""),
-            response_content_type=response_content_type))
+            response_content_type=response_content_type, also=also))
         return wrapped
 
     return decorate
@@ -262,7 +286,8 @@ def http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
     message = {404: "No such API route.", 405: "Method not allowed on this route.",
                413: "The body is too large."}.get(status, exc.description or "Error.")
-    return error_response(ApiError(status, message))
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}  # 405: Allow
+    return error_response(ApiError(status, message, headers=headers))
 
 
 @bp.errorhandler(ApiError)
@@ -282,6 +307,16 @@ def _field_errors(exc: FieldErrors) -> Response:
                                    details=details))
 
 
+def _presented_token_id() -> int | None:
+    """The token presented with a call that did not authenticate (revoked, expired, or a
+    route that does not exist), so the log shows who keeps calling with it."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    token = find_token(db.session, value.strip())
+    return token.id if token is not None else None
+
+
 def _log_call(response: Response) -> Response:
     if not is_api_request() or request.endpoint == "api.api_meta_openapi":
         return response
@@ -289,16 +324,17 @@ def _log_call(response: Response) -> Response:
     try:
         if response.status_code >= 400:
             db.session.rollback()
-        token_id = g.get("api_token_id")
+        authenticated = g.get("api_token_id")
+        token_id = authenticated if authenticated is not None else _presented_token_id()
         now = utcnow()
         db.session.add(ApiCall(
             token_id=token_id, at=now, method=request.method, path=request.path[:255],
             status=response.status_code, error=g.get("api_error"),
             duration_ms=int((time.perf_counter() - started) * 1000),
             ip=(request.remote_addr or "")[:64] or None))
-        if token_id is not None:
+        if authenticated is not None:  # last *successful* authentication
             db.session.execute(
-                ApiToken.__table__.update().where(ApiToken.id == token_id)
+                ApiToken.__table__.update().where(ApiToken.id == authenticated)
                 .values(last_used_at=now))
         db.session.commit()
     except Exception:  # the log must never turn a served answer into a failure
@@ -311,10 +347,14 @@ def _log_call(response: Response) -> Response:
 # --- the OpenAPI document --------------------------------------------------------------
 
 def _schemas() -> tuple[dict[tuple[type[BaseModel], str], dict[str, Any]], dict[str, Any]]:
+    """Every body, query and response model in one set of components (a query model's
+    enums and nested models need a home too, or its parameters' $refs would dangle)."""
     models: list[tuple[type[BaseModel], str]] = [(ErrorResponse, "serialization")]
     for op in OPERATIONS:
         if op.body is not None:
             models.append((op.body, "validation"))
+        if op.query is not None:
+            models.append((op.query, "validation"))
         if op.response is not None:
             models.append((op.response, "serialization"))
     unique = list(dict.fromkeys(models))
@@ -322,12 +362,27 @@ def _schemas() -> tuple[dict[tuple[type[BaseModel], str], dict[str, Any]], dict[
     return refs, top.get("$defs", {})
 
 
-def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    required = set(schema.get("required", []))
+def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """A query value is a string or absent, never JSON null: ``int | None = None`` means
+    "may be left out", so the null branch (and the null default) go."""
+    prop = dict(prop)
+    if "anyOf" in prop:
+        branches = [b for b in prop["anyOf"] if b != {"type": "null"}]
+        if len(branches) != len(prop["anyOf"]):
+            del prop["anyOf"]
+            prop = {**branches[0], **prop} if len(branches) == 1 else {**prop,
+                                                                      "anyOf": branches}
+    if prop.get("default", 0) is None:
+        del prop["default"]
+    return prop
+
+
+def _query_parameters(model_schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """One ``in: query`` parameter per property of the query model's component schema."""
+    required = set(model_schema.get("required", []))
     params = []
-    for name, prop in schema.get("properties", {}).items():
-        prop = dict(prop)
+    for name, prop in model_schema.get("properties", {}).items():
+        prop = _without_null(prop)
         description = prop.pop("description", None)
         prop.pop("title", None)
         param: dict[str, Any] = {"name": name, "in": "query", "required": name in required,
@@ -338,6 +393,14 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
             param.update(style="form", explode=True)
         params.append(param)
     return params
+
+
+# What Flask's converters match: an <int:...> is 0 or more (ids are 32-bit), a plain
+# segment is anything without "/" (it would not route).
+PATH_PARAM_SCHEMAS = {
+    "integer": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+    "string": {"type": "string", "minLength": 1, "pattern": "^[^/]+$"},
+}
 
 
 def openapi_document() -> dict[str, Any]:
@@ -352,11 +415,12 @@ def openapi_document() -> dict[str, Any]:
             "tags": [op.tag],
         }
         if op.description:
-            item["description"] = op.description.strip()
-        params = [{"name": n, "in": "path", "required": True, "schema": {"type": t}}
-                  for n, t in op.path_params()]
+            item["description"] = inspect.cleandoc(op.description)
+        params = [{"name": n, "in": "path", "required": True,
+                   "schema": dict(PATH_PARAM_SCHEMAS[t])} for n, t in op.path_params()]
         if op.query is not None:
-            params += _query_parameters(op.query)
+            name = refs[(op.query, "validation")]["$ref"].rsplit("/", 1)[-1]
+            params += _query_parameters(schemas[name])
         if op.auth == "hmac":
             params += [
                 {"name": "X-Signature", "in": "header", "required": True,
@@ -377,7 +441,7 @@ def openapi_document() -> dict[str, Any]:
                 "schema": refs[(op.response, "serialization")]}}
         elif op.response_content_type != "application/json":
             success["content"] = {op.response_content_type: {"schema": {"type": "string"}}}
-        responses: dict[str, Any] = {str(op.status): success}
+        responses: dict[str, Any] = {str(code): success for code in (op.status, *op.also)}
         statuses = set(op.errors)
         if op.body is not None or op.query is not None:
             statuses |= {400}

@@ -59,6 +59,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     _register_blueprints(app)
     from lms.compliance import learner
     learner.register(app)  # due dates in "My learning" (courses may not import compliance)
+    from lms.evidence.bulk import register_jobs
+    register_jobs()  # background job kinds: every process that builds the app knows them
     _register_templates(app)
     _register_errors(app)
     _register_cli(app)
@@ -71,10 +73,16 @@ def _register_models() -> None:
     import assessments.exams
     import assessments.policies  # noqa: F401
     import courses.models  # noqa: F401
-    import integrations.tokens  # noqa: F401
+    import integrations.hr.models
+    import integrations.outbox
+    import integrations.risk.models
+    import integrations.tokens
+    import integrations.webhooks.models
+    import integrations.xapi.models  # noqa: F401
     import lms.auth.models
     import lms.compliance.models
     import lms.compliance.regulation.models
+    import lms.jobs.models
     import lms.ledger
     import lms.notify.models
     import lms.people.importer
@@ -110,8 +118,18 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(reports_bp)
     from lms.evidence.views import bp as evidence_bp
     app.register_blueprint(evidence_bp)
+    from lms.evidence.bulk_views import bp as evidence_jobs_bp
+    app.register_blueprint(evidence_jobs_bp)
     from integrations import api
     api.init_app(app)
+    from integrations.risk.views import bp as risk_bp
+    app.register_blueprint(risk_bp)
+    from integrations.token_views import bp as api_admin_bp
+    app.register_blueprint(api_admin_bp)
+    from integrations.webhooks.views import bp as webhooks_bp
+    from integrations.xapi.views import bp as xapi_admin_bp
+    app.register_blueprint(webhooks_bp)
+    app.register_blueprint(xapi_admin_bp)
 
 
 def _register_templates(app: Flask) -> None:
@@ -157,3 +175,5 @@ def _register_cli(app: Flask) -> None:
     app.cli.add_command(feeds_cli)
     from lms.evidence.cli import evidence_cli
     app.cli.add_command(evidence_cli)
+    from integrations.api_cli import api_cli
+    app.cli.add_command(api_cli)

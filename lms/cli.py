@@ -35,6 +35,7 @@ def demo_command() -> None:
     click.echo("已加载演示数据 (demo data loaded)." if created else
                "演示数据已存在，未做更改 (demo data already present, left as it is).")
     _demo_regulation()
+    _demo_risk()
     click.echo("演示账号 (demo logins):")
     for username, (password, roles) in DEMO_PASSWORDS.items():
         click.echo(f"  {username:<10} {password:<18} {', '.join(roles)}")
@@ -60,6 +61,23 @@ def _demo_regulation() -> None:
     click.echo(report.line())
 
 
+def _demo_risk() -> None:
+    """The demo's risk types mapped to the demo courses and one risk signal (once; its
+    own transaction)."""
+    from integrations.risk.demo import load_risk_demo
+    from integrations.risk.signals import RiskSignalError
+    from lms.dbtypes import utcnow
+
+    try:
+        report = load_risk_demo(db.session, now=utcnow())
+        db.session.commit()
+    except RiskSignalError as exc:  # e.g. the holiday calendar does not know this year
+        db.session.rollback()
+        click.echo(f"risk demo: not loaded: {exc}", err=True)
+        return
+    click.echo(report.line())
+
+
 @lms_cli.command("tick")
 def tick_command() -> None:
     """Run the scheduled work once (idempotent; cron it every minute). A lease in the
@@ -67,6 +85,7 @@ def tick_command() -> None:
     from datetime import timedelta
 
     from assessments.exam_taking import close_expired
+    from integrations.housekeeping import prune_integration_logs
     from lms.compliance.engine import run_assignment_tick
     from lms.compliance.reminders import ReminderPolicy, send_reminders
     from lms.dbtypes import utcnow
@@ -85,6 +104,10 @@ def tick_command() -> None:
         db.session.commit()
         click.echo(f"housekeeping: {result.stale_imports_deleted} stale staged imports "
                    f"deleted, {result.login_failures_pruned} old login failures pruned")
+        pruned = prune_integration_logs(
+            db.session, now, api_call_log_days=current_app.config["API_CALL_LOG_DAYS"])
+        db.session.commit()
+        click.echo(pruned.line())
         closed = close_expired(db.session, now=now)
         db.session.commit()
         click.echo(f"exams: {closed} attempts past their time limit scored on their saved "
@@ -105,7 +128,10 @@ def tick_command() -> None:
         failed = failed or bool(report.problems)
         failed = not _tick_feeds(calendar, now) or failed
         failed = not _tick_regulation_alerts(calendar, now) or failed
+        failed = not _tick_jobs(now) or failed
         click.echo(run_notify_tick(db.session, current_app))
+        failed = not _tick_webhooks(now) or failed
+        failed = not _tick_xapi(now) or failed
     finally:
         db.session.rollback()
         release(db.session, "tick", holder)
@@ -148,6 +174,68 @@ def _tick_regulation_alerts(calendar, now) -> bool:
         return False
     click.echo(report.line())
     return True
+
+
+def _tick_jobs(now) -> bool:
+    """The tick's jobs step: background jobs whose worker died are queued again (sent to
+    RQ again with Redis), or failed when out of attempts; the files of jobs finished
+    more than JOB_KEEP_DAYS ago are removed. True if it ran."""
+    from lms.jobs.backends import prune, sweep
+
+    try:
+        requeued, gave_up = sweep(current_app, now=now)
+        pruned = prune(current_app, now=now)
+    except Exception as exc:  # one failing step must not stop the others
+        db.session.rollback()
+        click.echo(f"jobs: failed: {exc}", err=True)
+        return False
+    click.echo(f"jobs: {len(requeued)} interrupted jobs queued again, {len(gave_up)} out of "
+               f"attempts failed, files of {len(pruned)} old jobs removed")
+    return True
+
+
+def _tick_webhooks(now) -> bool:
+    """The tick's webhook step: training events from the ledger queued for the endpoints,
+    due deliveries sent (each batch its own transaction; a receiver's refusal is recorded
+    on its delivery, not raised). True if it ran."""
+    from integrations.webhooks.tick import run_webhook_tick
+
+    try:
+        report = run_webhook_tick(db.session, current_app, now=now, commit=db.session.commit)
+    except Exception as exc:  # one failing step must not stop the others
+        db.session.rollback()
+        click.echo(f"webhooks: failed: {exc}", err=True)
+        return False
+    click.echo(report.line())
+    return True
+
+
+def _tick_xapi(now) -> bool:
+    """The tick's xAPI step (when XAPI_LRS_URL is set): statements queued from the
+    ledger and sent to the LRS, each batch its own transaction. True if it ran."""
+    from integrations.xapi.tick import run_xapi_tick
+
+    try:
+        report = run_xapi_tick(db.session, current_app, now=now, commit=db.session.commit)
+    except Exception as exc:  # one failing step must not stop the others
+        db.session.rollback()
+        click.echo(f"xapi: failed: {exc}", err=True)
+        return False
+    click.echo(report.line())
+    return True
+
+
+@lms_cli.command("worker")
+@click.option("--burst", is_flag=True,
+              help="Stop when no job is waiting (for tests and cron) instead of waiting for more.")
+def worker_command(burst: bool) -> None:
+    """Run background jobs: an RQ worker when REDIS_URL is set, else poll the jobs table.
+    Jobs interrupted by a stopped worker are taken up again first."""
+    from lms.jobs.backends import run_worker
+
+    ran = run_worker(current_app._get_current_object(), burst=burst, echo=click.echo)
+    if burst:
+        click.echo(f"jobs: worker stopped, nothing left to do ({ran} jobs run)")
 
 
 @lms_cli.command("create-user")

@@ -102,4 +102,32 @@ def load_config(instance_path: Path) -> dict:
         # Absolute links in e-mails (the tracking link) start with this.
         "PUBLIC_BASE_URL": (os.environ.get("PUBLIC_BASE_URL")
                             or "http://127.0.0.1:5000").rstrip("/"),
+        # Shared secret of the HR system's signed webhook (POST /api/v1/hr/webhook);
+        # unset (or under 16 bytes) the webhook answers 503 webhook_not_configured.
+        "HR_WEBHOOK_SECRET": os.environ.get("HR_WEBHOOK_SECRET", ""),
+        # Days the log of /api/v1 calls is kept (lms tick prunes older rows).
+        "API_CALL_LOG_DAYS": int(os.environ.get("API_CALL_LOG_DAYS", "180")),
+        # Calls one API token may make per minute (429 with Retry-After beyond).
+        "API_RATE_LIMIT_PER_MINUTE": int(os.environ.get("API_RATE_LIMIT_PER_MINUTE", "600")),
+        # Background jobs (lms.jobs): on RQ with Redis when REDIS_URL is set (run
+        # `flask --app wsgi lms worker`), else on a thread of the web process.
+        "REDIS_URL": os.environ.get("REDIS_URL", "").strip(),
+        "RQ_QUEUE": os.environ.get("RQ_QUEUE", "lms").strip() or "lms",
+        "JOBS_DIR": os.environ.get("JOBS_DIR") or str(instance_path / "jobs"),
+        # A running job whose heartbeat is older than this is taken over by another worker.
+        "JOB_LEASE_SECONDS": int(os.environ.get("JOB_LEASE_SECONDS", "120")),
+        "JOB_MAX_ATTEMPTS": int(os.environ.get("JOB_MAX_ATTEMPTS", "3")),
+        "JOB_TIMEOUT_SECONDS": int(os.environ.get("JOB_TIMEOUT_SECONDS", str(6 * 3600))),
+        # Days a finished job's files (the bulk ZIPs) are kept; lms tick removes older ones.
+        "JOB_KEEP_DAYS": float(os.environ.get("JOB_KEEP_DAYS", "7")),
+        # Outbound webhooks (integrations.webhooks): timeouts of each signed POST, seconds.
+        "WEBHOOK_CONNECT_TIMEOUT": float(os.environ.get("WEBHOOK_CONNECT_TIMEOUT", "5")),
+        "WEBHOOK_READ_TIMEOUT": float(os.environ.get("WEBHOOK_READ_TIMEOUT", "10")),
+        # xAPI statements to a Learning Record Store (integrations.xapi); an empty URL turns
+        # xAPI off. The URL is the LRS endpoint; statements go to <it>/statements.
+        "XAPI_LRS_URL": os.environ.get("XAPI_LRS_URL", "").strip(),
+        "XAPI_LRS_USERNAME": os.environ.get("XAPI_LRS_USERNAME", ""),
+        "XAPI_LRS_PASSWORD": os.environ.get("XAPI_LRS_PASSWORD", ""),
+        "XAPI_CONNECT_TIMEOUT": float(os.environ.get("XAPI_CONNECT_TIMEOUT", "5")),
+        "XAPI_READ_TIMEOUT": float(os.environ.get("XAPI_READ_TIMEOUT", "20")),
     }

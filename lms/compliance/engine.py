@@ -13,6 +13,7 @@ from __future__ import annotations
 import calendar as calendar_module
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -84,15 +85,19 @@ def departments_with_subtrees(department_ids: list[int]) -> Select:
     return select(tree.c.id)
 
 
-def rule_audience(session: Session, rule: AssignmentRule) -> Select:
+def rule_audience(session: Session, rule: AssignmentRule,
+                  employee_ids: Collection[int] | None = None) -> Select:
     """SELECT (employee id, user id, hire date) of everyone the rule names now: enabled
     logins of employees in its departments (with sub-departments if asked), positions,
     statuses, roles, tags (any of them) and hire-date window. An empty criterion means
-    "any"."""
+    "any". ``employee_ids`` narrows it to those people (the HR sync evaluates only the
+    employees it changed)."""
     stmt = (select(Employee.id.label("employee_id"), User.id.label("user_id"),
                    Employee.hire_date.label("hire_date"))
             .join(User, User.employee_id == Employee.id)
             .where(User.is_enabled.is_(True)))
+    if employee_ids is not None:
+        stmt = stmt.where(Employee.id.in_(sorted(employee_ids)))
     dept_ids = session.scalars(select(RuleDepartment.department_id)
                                .where(RuleDepartment.rule_id == rule.id)).all()
     if dept_ids:
@@ -136,6 +141,10 @@ class RuleRun:
     ledger_seq: int | None = None
 
 
+# Sources whose assignment asks for a fresh round of learning even when the person
+# completed the version before (recertification; re-training after a risk signal).
+FRESH_ROUND_SOURCES = ("recurrence", "risk")
+
 ASSIGNMENT_COLUMNS = ("user_id", "employee_id", "course_id", "version_id", "rule_id",
                       "source", "cycle", "trigger_date", "due_date", "status", "assigned_at",
                       "assigned_by_id", "reason", "extensions", "updated_at")
@@ -144,18 +153,23 @@ ASSIGNMENT_COLUMNS = ("user_id", "employee_id", "course_id", "version_id", "rule
 def insert_assignments(session: Session, people: Any, *, course_id: int, version_id: int,
                        rule_id: int | None, source: str, cycle: Any, trigger: Any, due: date,
                        now: datetime, assigned_by_id: int | None = None, reason: str = "",
-                       where: Any = None) -> list[tuple[int, int]]:
+                       where: Any = None, extra: dict[str, Any] | None = None
+                       ) -> list[tuple[int, int]]:
     """The one INSERT ... SELECT every assignment goes through (rules, re-training, HR by
-    hand): ``people`` is a subquery with ``user_id`` and ``employee_id``; ``cycle`` and
-    ``trigger`` are SQL expressions or values. The unique keys skip people who have a live
-    assignment or this cycle already. Returns (user id, employee id) of the rows inserted."""
+    hand, risk signals): ``people`` is a subquery with ``user_id`` and ``employee_id``;
+    ``cycle`` and ``trigger`` are SQL expressions or values; ``extra`` sets further
+    columns to values (a risk signal's ``risk_signal_id``). The unique keys skip people
+    who have a live assignment or this cycle already. Returns (user id, employee id) of
+    the rows inserted."""
     stamp = literal(now, UTCDateTime())
+    extra = extra or {}
     rows = select(people.c.user_id, people.c.employee_id, literal(course_id), literal(version_id),
                   literal(rule_id), literal(source), cycle, trigger, literal(due),
                   literal("open"), stamp, literal(assigned_by_id), literal(reason), literal(0),
-                  stamp).where(true() if where is None else where)  # SQLite: a WHERE keeps
+                  stamp, *(literal(v) for v in extra.values())
+                  ).where(true() if where is None else where)  # SQLite: a WHERE keeps
     table = Assignment.__table__  # "ON CONFLICT" from being read as a join's ON
-    stmt = (_insert(session)(table).from_select(list(ASSIGNMENT_COLUMNS), rows)
+    stmt = (_insert(session)(table).from_select([*ASSIGNMENT_COLUMNS, *extra], rows)
             .on_conflict_do_nothing().returning(table.c.user_id, table.c.employee_id))
     return [(u, e) for u, e in session.execute(stmt).all()]
 
@@ -191,9 +205,10 @@ def enrol_assigned(session: Session, which: Any, *, now: datetime,
     set-based statements; return how many enrolments were created.
 
     The person's current enrolment on the version is reused (it may be under way, or
-    even complete: then the assignment completes at once), except for a recurrence,
-    which needs fresh learning: the completed round is superseded first and a new
-    round (cycle + 1) begins, so the earlier records stay untouched as history.
+    even complete: then the assignment completes at once), except for a recurrence or a
+    risk signal (``FRESH_ROUND_SOURCES``), which need fresh learning: the completed
+    round is superseded first and a new round (cycle + 1) begins, so the earlier records
+    stay untouched as history.
     """
     a = Assignment.__table__.c
     e = Enrollment.__table__.c
@@ -201,8 +216,8 @@ def enrol_assigned(session: Session, which: Any, *, now: datetime,
     session.execute(
         update(Enrollment.__table__)
         .where(e.superseded_at.is_(None), e.completed_at.is_not(None),
-               exists().where(waiting, a.source == "recurrence", a.user_id == e.user_id,
-                              a.version_id == e.version_id))
+               exists().where(waiting, a.source.in_(FRESH_ROUND_SOURCES),
+                              a.user_id == e.user_id, a.version_id == e.version_id))
         .values(superseded_at=now))
     prev = Enrollment.__table__.alias("prev")
     last_cycle = (select(func.max(prev.c.cycle))
@@ -227,18 +242,20 @@ def enrol_assigned(session: Session, which: Any, *, now: datetime,
 
 
 def evaluate_rule(session: Session, rule: AssignmentRule, *, calendar: WorkCalendar,
-                  now: datetime, actor_id: int | None = None) -> RuleRun:
+                  now: datetime, actor_id: int | None = None,
+                  employee_ids: Collection[int] | None = None) -> RuleRun:
     """Assign the rule's course (newest published version) to everyone it names who was
     never assigned it, due ``rule.due_working_days`` working days after the trigger
     (today; for new hires their hire date); and, when the newest version requires
-    re-training, assign it again (next cycle) to those who completed an older one."""
+    re-training, assign it again (next cycle) to those who completed an older one.
+    ``employee_ids`` limits the evaluation to those people (see ``rule_audience``)."""
     run = RuleRun(rule.id)
     version = latest_published_version(session, rule.course_id)
     if version is None or not rule.is_active:
         return run
     run.version_id = version.id
     today = local_date(now)
-    audience = rule_audience(session, rule)
+    audience = rule_audience(session, rule, employee_ids)
     inserted: list[tuple[int, str]] = []
     if rule.applies_to == "new_hires":
         hired = audience.subquery()

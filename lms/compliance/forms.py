@@ -46,6 +46,19 @@ def assignment_status_label(code: str) -> str:
     return str(ASSIGNMENT_STATUS_LABELS.get(code, code))
 
 
+ASSIGNMENT_SOURCE_LABELS = {
+    "rule": _l("Assignment rule"),
+    "manual": _l("Assigned by hand"),
+    "retraining": _l("Re-training (new version)"),
+    "recurrence": _l("Recertification"),
+    "risk": _l("Risk signal"),
+}
+
+
+def assignment_source_label(code: str) -> str:
+    return str(ASSIGNMENT_SOURCE_LABELS.get(code, code))
+
+
 def optional_int(value: Any) -> int | None:
     """Coerce a <select> value where "" means none."""
     if value in (None, "", "None"):

@@ -30,7 +30,7 @@ from lms.extensions import db
 from lms.people.models import Employee, User
 
 ASSIGNMENT_STATUSES = ("open", "completed", "suspended", "waived")
-ASSIGNMENT_SOURCES = ("rule", "manual", "retraining", "recurrence")
+ASSIGNMENT_SOURCES = ("rule", "manual", "retraining", "recurrence", "risk")
 APPLIES_TO = ("everyone", "new_hires")
 # Employee statuses that suspend open assignments (not counted overdue, kept on record);
 # coming back to 在职 resumes them.
@@ -125,6 +125,10 @@ class Assignment(db.Model):
         ForeignKey("enrollments.id", ondelete="RESTRICT"), index=True)
     rule_id: Mapped[int | None] = mapped_column(
         ForeignKey("assignment_rules.id", ondelete="RESTRICT"), index=True)
+    # source "risk": the risk signal (integrations.risk) the assignment answers; a table
+    # name, not an import, since the risk module sits in a layer above this one
+    risk_signal_id: Mapped[int | None] = mapped_column(
+        ForeignKey("risk_signals.id", ondelete="RESTRICT"), index=True)
     source: Mapped[str] = mapped_column(String(16))
     cycle: Mapped[int] = mapped_column(Integer, default=1)
     trigger_date: Mapped[date] = mapped_column(Date)  # local (Asia/Shanghai) date

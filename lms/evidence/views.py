@@ -103,7 +103,9 @@ def index():
             return redirect(url_for("evidence.employee", employee_id=employee.id))
         form.employee_no.errors = [_("No employee with this number that you may see.")]
         status = 404
-    return render_template("evidence/index.html", form=form), status
+    from lms.evidence.bulk_views import bulk_panel  # the bulk-export form and recent jobs
+
+    return render_template("evidence/index.html", form=form, **bulk_panel()), status
 
 
 def _employee_page(employee: Employee, form: ExportForm, status: int = 200):

@@ -35,7 +35,6 @@ from sqlalchemy import (
     bindparam,
     func,
     literal,
-    or_,
     select,
     text,
     update,
@@ -51,6 +50,7 @@ from lms.notify.mailer import Mailer, OutgoingEmail, SendOutcome
 from lms.notify.models import MESSAGE_KINDS, READ_VIA, Message, MessageDelivery
 from lms.paging import Page
 from lms.people.models import Employee, User
+from lms.queue_claim import claim_due
 
 __all__ = [
     "BACKOFF",
@@ -299,29 +299,10 @@ class DeliveryReport:
 
 
 def _claim(session: Session, *, now: datetime, limit: int) -> list[int]:
-    """Lease up to ``limit`` due e-mail deliveries to this tick and COMMIT the lease on a
-    connection of its own, before any e-mail goes out.
-
-    Why its own transaction: holding the caller's transaction open across SMTP round
-    trips would keep SQLite's write lock (blocking every page that writes) or PostgreSQL
-    row locks for the whole batch. The UPDATE re-checks the lease in its WHERE, so of two
-    ticks claiming at once only one gets each row (PostgreSQL re-evaluates the WHERE on
-    the locked row; SQLite runs one writer at a time); on PostgreSQL ``FOR UPDATE SKIP
-    LOCKED`` lets the second tick take other rows instead of waiting.
-    """
-    d = _deliveries
-    engine = session.get_bind()
-    free = or_(d.c.claimed_until.is_(None), d.c.claimed_until < now)
-    due = (select(d.c.id)
-           .where(d.c.channel == "email", d.c.status == "pending", d.c.next_attempt_at <= now,
-                  free)
-           .order_by(d.c.next_attempt_at, d.c.id).limit(limit))
-    if engine.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    stmt = (update(d).where(d.c.id.in_(due.scalar_subquery()), d.c.status == "pending", free)
-            .values(claimed_until=now + CLAIM_LEASE).returning(d.c.id))
-    with engine.begin() as conn:
-        return sorted(conn.execute(stmt).scalars())
+    """Lease up to ``limit`` due e-mail deliveries to this tick, committed on a
+    connection of its own before any e-mail goes out (see ``lms.queue_claim``)."""
+    return claim_due(session, _deliveries, now=now, limit=limit, lease=CLAIM_LEASE,
+                     where=[_deliveries.c.channel == "email"])
 
 
 def _email_text(body: str, url: str) -> tuple[str, str]:

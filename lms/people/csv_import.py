@@ -11,8 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 from lms.people import idnumber
@@ -20,6 +20,7 @@ from lms.people.tags import MAX_TAGS, TagError, parse_tags, valid_tags
 
 __all__ = [
     "DATE_FORMATS_HINT",
+    "FIELDS",
     "STATUS_LABELS",
     "EmployeeRow",
     "ImportFileError",
@@ -30,6 +31,7 @@ __all__ = [
     "parse_date",
     "parse_employee_csv",
     "parse_status",
+    "validate_records",
 ]
 
 # Employment status code -> Chinese label, in the order shown to users.
@@ -82,6 +84,9 @@ class EmployeeRow:
     # None when the file has no 标签 column (tags untouched); otherwise the row's tags,
     # which replace the employee's (an empty cell clears them)
     tags: tuple[str, ...] | None = None
+    # Columns to set to NULL although the row leaves them blank ("position_id", "email",
+    # "manager_id"): the HR API's explicit nulls. The CSV never clears (blank keeps).
+    clear: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -447,6 +452,51 @@ def parse_employee_csv(
     return result
 
 
+# The canonical fields of a row (the CSV's columns), in column order.
+FIELDS: tuple[str, ...] = tuple(_FIELD_LABELS)
+
+
+def validate_records(
+    records: Sequence[Mapping[str, str]],
+    *,
+    field_names: Mapping[str, str],
+    row_ref: Callable[[int], str],
+    batch_noun: str,
+    known_departments: Mapping[str, int],
+    known_positions: Mapping[str, int],
+    existing_employee_nos: Collection[str],
+    existing_id_numbers: Mapping[str, str],
+    existing_managers: Mapping[str, str],
+    today: date,
+) -> ImportResult:
+    """Validate rows that arrive already split into fields (the HR API's JSON) with the
+    very checks of the CSV import.
+
+    Each record maps keys of :data:`FIELDS` to text; an absent key or "" is a blank cell
+    (a record without "tags" leaves the employee's tags untouched, like a file without a
+    标签 column). ``RowError.row`` is the record's index in ``records`` and
+    ``RowError.field`` the ``field_names`` entry of the field; ``row_ref`` and
+    ``batch_noun`` word the messages that point at another record or at the batch.
+    """
+    columns = _Columns(by_field={key: i for i, key in enumerate(FIELDS)},
+                       headers=[field_names.get(key, key) for key in FIELDS], ignored=set())
+    result = _Validator(
+        columns=columns,
+        known_departments=known_departments,
+        known_positions=known_positions,
+        existing_employee_nos=frozenset(existing_employee_nos),
+        existing_id_numbers=existing_id_numbers,
+        existing_managers=existing_managers,
+        today=today,
+        row_ref=row_ref,
+        batch_noun=batch_noun,
+    ).run([(i, [record.get(key) or "" for key in FIELDS]) for i, record in enumerate(records)])
+    result.rows = [row if "tags" in records[row.row] else replace(row, tags=None)
+                   for row in result.rows]
+    result.record_count = len(records)
+    return result
+
+
 class _Validator:
     """Holds the lookups and cross-row state for one parse."""
 
@@ -460,8 +510,14 @@ class _Validator:
         existing_id_numbers: Mapping[str, str],
         existing_managers: Mapping[str, str],
         today: date,
+        row_ref: Callable[[int], str] | None = None,
+        batch_noun: str = "本文件",
     ) -> None:
         self.columns = columns
+        # How messages point at another row ("第 3 行"; the API says "employees[2]") and
+        # name the whole upload ("本文件"; the API says "本批次").
+        self.row_ref = row_ref or (lambda row: f"第 {row} 行")
+        self.batch_noun = batch_noun
         self.existing_managers = existing_managers
         self.known_departments = known_departments
         self.known_positions = known_positions
@@ -571,7 +627,7 @@ class _Validator:
             return
         first = self.first_row_by_employee_no.setdefault(value, draft.row)
         if first != draft.row:
-            self.error(draft.row, "employee_no", f"工号 {value} 与第 {first} 行重复")
+            self.error(draft.row, "employee_no", f"工号 {value} 与{self.row_ref(first)}重复")
             return
         draft.employee_no = value
 
@@ -675,7 +731,7 @@ class _Validator:
             self.error(
                 draft.row,
                 "id_number",
-                f"身份证号 {idnumber.mask(number)} 与第 {first_row} 行{who}重复",
+                f"身份证号 {idnumber.mask(number)} 与{self.row_ref(first_row)}{who}重复",
             )
             return
 
@@ -764,7 +820,7 @@ class _Validator:
                 self.error(
                     draft.row,
                     "manager_no",
-                    f"直属上级工号 {_q(manager)} 不存在：既不在本文件中，也不是系统中的现有员工",
+                    f"直属上级工号 {_q(manager)} 不存在：既不在{self.batch_noun}中，也不是系统中的现有员工",
                 )
                 draft.manager_no = None
             elif draft.employee_no is not None:

@@ -33,12 +33,14 @@ __all__ = [
     "EmployeeImport",
     "ImportRefused",
     "Lookups",
+    "RowsWritten",
     "apply_import",
     "fingerprint",
     "load_lookups",
     "stage_upload",
     "staged_text",
     "validate_text",
+    "write_rows",
 ]
 
 # Bound parameters per IN (...) list: well under SQLite's and PostgreSQL's limits.
@@ -98,6 +100,15 @@ class ApplyOutcome:
     created: int
     updated: int
     unchanged: int
+
+
+@dataclass(frozen=True, slots=True)
+class RowsWritten:
+    """Employee numbers by outcome, in row order (what :func:`write_rows` did)."""
+
+    created: list[str]
+    updated: list[str]
+    unchanged: list[str]
 
 
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -231,6 +242,8 @@ def _row_values(row: EmployeeRow) -> dict[str, object]:
         values["position_id"] = row.position_id
     if row.email is not None:
         values["email"] = row.email
+    for attr in row.clear & {"position_id", "email"}:  # the HR API's explicit nulls
+        values[attr] = None
     return values
 
 
@@ -309,15 +322,46 @@ def apply_import(session: Session, vault: IdNumberVault, staged: EmployeeImport,
             "employee number or a department code). Nothing was imported; check the preview "
             "again before applying."))
 
+    written = write_rows(session, vault, result.rows)
+    created_nos, updated_nos = written.created, written.updated
+    created, updated, unchanged = len(created_nos), len(updated_nos), len(written.unchanged)
+
+    ledger.append(
+        session,
+        kind="employees.imported",
+        subject=f"employee_import:{staged.id}",
+        payload={
+            "filename": staged.filename,
+            "sha256": staged.sha256,
+            "rows": len(result.rows),
+            "created": created,
+            "updated": updated,
+            "unchanged": unchanged,
+            "created_employee_nos": created_nos,
+            "updated_employee_nos": updated_nos,
+            "warnings": len(result.warnings),
+        },
+        actor_id=actor_id,
+    )
+    return ApplyOutcome(created=created, updated=updated, unchanged=unchanged)
+
+
+def write_rows(session: Session, vault: IdNumberVault, rows: Sequence[EmployeeRow]
+               ) -> RowsWritten:
+    """Write validated rows: create the new employees, update the changed ones, set
+    manager links and tags; nothing is written for a row equal to the record. Rows must
+    come from one validation against the current database (the CSV import and the HR
+    API share this). Unique-key races surface as ``IntegrityError``; the caller rolls
+    back."""
     # Existing employees go through the ORM (few, and only the changed ones are
     # written); new ones and the manager links are written with bulk statements, which
     # keeps a 20,000-row file within seconds.
-    existing = _existing_by_no(session, [r.employee_no for r in result.rows])
+    existing = _existing_by_no(session, [r.employee_no for r in rows])
     created_nos: list[str] = []
     updated_nos: list[str] = []
     unchanged_nos: set[str] = set()
     new_values: list[dict[str, object]] = []
-    for row in result.rows:
+    for row in rows:
         emp = existing.get(row.employee_no)
         if emp is None:
             values = {"employee_no": row.employee_no, **_row_values(row)}
@@ -338,17 +382,20 @@ def apply_import(session: Session, vault: IdNumberVault, staged: EmployeeImport,
         ).all())
 
     # Managers last: a row may name a manager that appears further down the file.
-    outside = sorted({r.manager_no for r in result.rows if r.manager_no} - ids.keys())
+    outside = sorted({r.manager_no for r in rows if r.manager_no} - ids.keys())
     for chunk in _chunks(outside):
         ids.update(session.execute(
             select(Employee.employee_no, Employee.id).where(Employee.employee_no.in_(chunk))
         ).all())
-    links: list[dict[str, int]] = []
-    for row in result.rows:
-        if row.manager_no is None:
-            continue
+    links: list[dict[str, int | None]] = []
+    for row in rows:
         current = existing[row.employee_no].manager_id if row.employee_no in existing else None
-        manager_id = ids[row.manager_no]
+        if row.manager_no is not None:
+            manager_id: int | None = ids[row.manager_no]
+        elif "manager_id" in row.clear:  # the HR API's explicit null
+            manager_id = None
+        else:
+            continue  # a blank cell keeps the current manager
         if current != manager_id:
             links.append({"id": ids[row.employee_no], "manager_id": manager_id})
             if row.employee_no in unchanged_nos:
@@ -356,26 +403,8 @@ def apply_import(session: Session, vault: IdNumberVault, staged: EmployeeImport,
                 updated_nos.append(row.employee_no)
     if links:
         session.execute(update(Employee), links)  # ORM bulk UPDATE by primary key
-    for no in sorted(_replace_tags(session, result.rows, ids, existing) & unchanged_nos):
+    for no in sorted(_replace_tags(session, rows, ids, existing) & unchanged_nos):
         unchanged_nos.discard(no)
         updated_nos.append(no)
-    created, updated, unchanged = len(created_nos), len(updated_nos), len(unchanged_nos)
-
-    ledger.append(
-        session,
-        kind="employees.imported",
-        subject=f"employee_import:{staged.id}",
-        payload={
-            "filename": staged.filename,
-            "sha256": staged.sha256,
-            "rows": len(result.rows),
-            "created": created,
-            "updated": updated,
-            "unchanged": unchanged,
-            "created_employee_nos": created_nos,
-            "updated_employee_nos": updated_nos,
-            "warnings": len(result.warnings),
-        },
-        actor_id=actor_id,
-    )
-    return ApplyOutcome(created=created, updated=updated, unchanged=unchanged)
+    return RowsWritten(created=created_nos, updated=updated_nos,
+                       unchanged=[r.employee_no for r in rows if r.employee_no in unchanged_nos])

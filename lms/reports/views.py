@@ -11,7 +11,8 @@ render. Nothing here writes.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, render_template, request
@@ -28,6 +29,7 @@ from lms.auth.permissions import is_in_team, roles_required
 from lms.compliance import team
 from lms.compliance.engine import local_date
 from lms.compliance.learner import due_info
+from lms.compliance.regulation import dashboard as reg_dashboard
 from lms.dbtypes import utcnow
 from lms.extensions import db
 from lms.paging import Page
@@ -110,12 +112,47 @@ def _ancestors(department: Department | None) -> list[Department]:
     return list(reversed(chain))
 
 
-def regulation_summary() -> Any:
-    """What the dashboard's regulation-clock slot shows besides its link. The regulation
-    module offers no summary function yet (``lms.compliance.regulation.dashboard`` has
-    page queries only), so nothing is read from its tables here; when it does, call it
-    here and render the result in the ``#regulation-clock`` section."""
-    return None
+def clock() -> datetime:
+    """The moment the regulation clock is read at (UTC); tests replace it."""
+    return utcnow()
+
+
+@dataclass(frozen=True)
+class RegulationClock:
+    """The regulation dashboard in a few figures: open updates by urgency, the nearest
+    deadline not yet passed, and the on-time rate of the last ``window_days``."""
+
+    open_total: int
+    by_urgency: dict[str, int]
+    nearest: reg_dashboard.OpenItem | None
+    rate: reg_dashboard.RateRow
+    window_days: int
+
+    @property
+    def overdue(self) -> int:
+        return self.by_urgency.get("overdue", 0)
+
+
+def regulation_summary(day: date, now: datetime) -> RegulationClock:
+    """Read with the regulation dashboard's own queries: every open update's clock (the
+    open list, page by page: there are few) and the 90-day on-time rate."""
+    calendar = load_calendar(db.session)
+    by_urgency = dict.fromkeys(("overdue", "soon", "ok", "unknown"), 0)
+    nearest = None
+    page_no, total = 1, 0
+    while True:
+        page = reg_dashboard.open_updates(db.session, today=day, calendar=calendar,
+                                          page=page_no, per_page=200)
+        total = page.total
+        for item in page.items:  # earliest deadline first
+            by_urgency[item.clock.urgency] = by_urgency.get(item.clock.urgency, 0) + 1
+            if nearest is None and not item.clock.overdue:
+                nearest = item
+        if page_no * 200 >= total:
+            break
+        page_no += 1
+    overall, _per_source = reg_dashboard.on_time_rates(db.session, now=now)
+    return RegulationClock(total, by_urgency, nearest, overall, reg_dashboard.WINDOW_DAYS)
 
 
 @bp.get("/reports/")
@@ -139,7 +176,7 @@ def dashboard():
         departments=queries.completion_by_department(db.session, day, parent_id=dept_id),
         courses=queries.completion_by_course(db.session, day, department_id=dept_id),
         overdue=overdue, overdue_total=overdue_total, overdue_days=overdue_days,
-        trend=trend, regulation=regulation_summary())
+        trend=trend, regulation=regulation_summary(day, clock()))
 
 
 # --- completion report ----------------------------------------------------------------
