@@ -491,6 +491,7 @@ def init_app(app: Flask) -> None:
         importlib.import_module(module)
     csrf.exempt(bp)
     app.register_blueprint(bp)
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]  # 王莉, not \u738b\u8389
 
     @app.before_request
     def _start_clock() -> None:
