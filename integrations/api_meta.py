@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 
 from flask import jsonify
+from flask_babel import get_locale
 
-from integrations.api import ApiModel, endpoint, openapi_document
+from integrations.api import OPERATIONS, ApiModel, endpoint, openapi_document
 from integrations.tokens import ApiToken
 
 
@@ -22,7 +24,14 @@ class TokenInfo(ApiModel):
 @endpoint("/openapi.json", summary="This API's OpenAPI 3.1 document", tag="meta", auth="none")
 def openapi():
     """The document every route is checked against (tests/web/test_api_contract.py)."""
-    return jsonify(openapi_document())
+    return jsonify(_document(len(OPERATIONS), str(get_locale())))
+
+
+@cache
+def _document(_operations: int, _locale: str) -> dict:
+    """Built once per set of operations (all declared at import time) and language (the
+    scope descriptions are translated)."""
+    return openapi_document()
 
 
 @endpoint("/token", summary="The calling token: its name, scopes and expiry", tag="meta",

@@ -103,7 +103,8 @@ def sync_employees(session: Session, vault: IdNumberVault, rows: Sequence[Employ
     written nothing). ``via`` is "batch" or "webhook"; ``prefix`` names the single row
     of a webhook in errors. Constraint races surface as ``IntegrityError``."""
     path = batch_path(prefix)
-    lookups = load_lookups(session, vault, _id_numbers(rows, today))
+    named = [n for row in rows for n in (row.employee_no, row.manager) if isinstance(n, str)]
+    lookups = load_lookups(session, vault, _id_numbers(rows, today), only=named)
     managers = dict(lookups.managers)
     for row in rows:  # a row clearing its manager no longer closes a loop through them
         if "manager_id" in row.cleared():

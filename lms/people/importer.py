@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import ForeignKey, Integer, LargeBinary, String, delete, insert, select, update
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, aliased, mapped_column, relationship
 
 from lms import ledger
 from lms.dbtypes import UTCDateTime, utcnow
@@ -116,9 +116,31 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[start:start + _CHUNK]
 
 
-def load_lookups(session: Session, vault: IdNumberVault, id_numbers: Iterable[str]) -> Lookups:
+def _reporting_chains(session: Session, employee_nos: Sequence[str]) -> list[Any]:
+    """(id, employee_no, manager_id) of the named employees and all their managers up the
+    line (a recursive CTE; UNION stops at a loop)."""
+    found: dict[int, Any] = {}
+    for chunk in _chunks(employee_nos):
+        chain = (select(Employee.id, Employee.employee_no, Employee.manager_id)
+                 .where(Employee.employee_no.in_(chunk)).cte("chain", recursive=True))
+        up = aliased(Employee)
+        chain = chain.union(select(up.id, up.employee_no, up.manager_id)
+                            .join(chain, up.id == chain.c.manager_id))
+        for row in session.execute(select(chain.c.id, chain.c.employee_no,
+                                          chain.c.manager_id)):
+            found[row.id] = row
+    return list(found.values())
+
+
+def load_lookups(session: Session, vault: IdNumberVault, id_numbers: Iterable[str], *,
+                 only: Collection[str] | None = None) -> Lookups:
     """Departments, positions, employee numbers, reporting lines, and the holders of the
-    given ID numbers (found by blind index, so no stored number is decrypted)."""
+    given ID numbers (found by blind index, so no stored number is decrypted).
+
+    ``only`` (the employee numbers a few rows name, as employees or managers) limits the
+    employees loaded to those and everyone above them in the reporting line: all the
+    validator needs to tell new from existing and to find a management loop through a
+    row, without reading the whole company for one webhook call."""
     departments = dict(session.execute(select(Department.code, Department.id)).all())
     positions: dict[str, int] = {}
     rows = session.execute(select(Position.code, Position.name, Position.id)).all()
@@ -127,11 +149,14 @@ def load_lookups(session: Session, vault: IdNumberVault, id_numbers: Iterable[st
     for code, _name, pid in rows:
         positions[code] = pid  # a code wins over another position's identical name
 
-    employees = session.execute(
-        select(Employee.id, Employee.employee_no, Employee.manager_id)
-    ).all()
+    if only is None:
+        employees = session.execute(
+            select(Employee.id, Employee.employee_no, Employee.manager_id)
+        ).all()
+    else:
+        employees = _reporting_chains(session, sorted(set(only)))
     no_by_id = {eid: no for eid, no, _ in employees}
-    managers = {no: no_by_id[mid] for _, no, mid in employees if mid is not None}
+    managers = {no: no_by_id[mid] for _, no, mid in employees if mid in no_by_id}
 
     by_index = {vault.blind_index(n): n for n in id_numbers}
     holders: dict[str, str] = {}

@@ -579,3 +579,23 @@ def test_an_employee_without_a_login_has_an_empty_record(app, org, people):
     resp = app.test_client().get(record_url("E60"), headers=bearer(token("hr:read")))
     assert resp.status_code == 200
     assert resp.get_json()["rounds"] == []
+
+
+def test_a_webhook_change_that_closes_a_management_loop_is_refused(hook, org, people):
+    """The webhook reads only the reporting lines the row touches, and still sees a loop
+    through managers above it: E1 manages E2; E1 -> E3 (new boss of E1) -> E2 closes it."""
+    e3 = people.employee("赵总监", department=org["hq"], employee_no="E3")
+    e3.manager_id = employee("E2").id
+    db.session.commit()
+    body = json.dumps({"event": "employee.changed", "employee": row(
+        "E1", name="王店长", manager="E3")}, ensure_ascii=False).encode()
+    resp = hook.post(WEBHOOK, data=body, headers=signed(body))
+    assert resp.status_code == 422, resp.get_data(as_text=True)
+    err = error_of(resp)
+    assert err["field"] == "employee.manager" and "E1" in err["message"]
+    assert "E3" in err["message"] and "E2" in err["message"]
+    assert employee("E1").manager_id is None
+    body = json.dumps({"event": "employee.changed", "employee": row(
+        "E1", name="王店长", manager="E9")}, ensure_ascii=False).encode()
+    resp = hook.post(WEBHOOK, data=body, headers=signed(body))
+    assert (resp.status_code, error_of(resp)["field"]) == (422, "employee.manager")
