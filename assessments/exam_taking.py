@@ -17,13 +17,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from assessments import scoring
-from assessments.exams import GRACE_SECONDS, AttemptAnswer, Exam, ExamAttempt
+from assessments.exams import (
+    GRACE_SECONDS,
+    AttemptAnswer,
+    Exam,
+    ExamAttempt,
+    ExamAttemptGrant,
+)
 from courses.enrolment import blocking_lesson
 from courses.models import Course, CourseVersion, Enrollment, Lesson, current_round
 from courses.tracking import complete_lesson
@@ -68,11 +74,12 @@ class AttemptRefused(Exception):
 
 @dataclass(frozen=True)
 class ExamState:
-    """A learner's standing on one exam lesson."""
+    """A learner's standing on one exam lesson (in one enrolment)."""
 
     exam: Exam
     attempts: list[ExamAttempt]  # submitted ones, oldest first
     open_attempt: ExamAttempt | None
+    granted: int = 0  # extra attempts HR granted this enrolment (ExamAttemptGrant)
 
     @property
     def passed(self) -> bool:
@@ -83,8 +90,13 @@ class ExamState:
         return len(self.attempts) + (1 if self.open_attempt else 0)
 
     @property
+    def allowed(self) -> int:
+        """The exam's attempts plus the granted ones; a new attempt row stores it."""
+        return self.exam.max_attempts + self.granted
+
+    @property
     def attempts_left(self) -> int:
-        return max(0, self.exam.max_attempts - self.used)
+        return max(0, self.allowed - self.used)
 
     @property
     def best_score(self) -> int | None:
@@ -101,12 +113,16 @@ def exam_for_lesson(session: Session, lesson: Lesson) -> Exam | None:
 
 
 def exam_state(session: Session, *, enrollment_id: int, exam: Exam) -> ExamState:
-    """The attempts of one enrolment (a recertification round starts with none)."""
+    """The attempts of one enrolment (a recertification round starts with none) and the
+    extra attempts HR granted it."""
     rows = session.scalars(select(ExamAttempt).where(ExamAttempt.exam_id == exam.id,
                                                      ExamAttempt.enrollment_id == enrollment_id)
                            .order_by(ExamAttempt.number)).all()
+    granted = session.scalar(select(func.coalesce(func.sum(ExamAttemptGrant.extra), 0)).where(
+        ExamAttemptGrant.exam_id == exam.id, ExamAttemptGrant.enrollment_id == enrollment_id))
     return ExamState(exam=exam, attempts=[a for a in rows if a.submitted_at is not None],
-                     open_attempt=next((a for a in rows if a.submitted_at is None), None))
+                     open_attempt=next((a for a in rows if a.submitted_at is None), None),
+                     granted=int(granted or 0))
 
 
 def key_visible(state: ExamState, attempt: ExamAttempt) -> bool:
@@ -135,7 +151,8 @@ def is_open(attempt: ExamAttempt, now: datetime) -> bool:
 def start_attempt(session: Session, *, user: User, lesson: Lesson, ip: str | None,
                   user_agent: str | None) -> ExamAttempt:
     """The learner's open attempt, or a new one. Refuses when earlier lessons are not
-    complete, the exam is not published, it was passed, or no attempt is left."""
+    complete, the exam is not published, it was passed, or no attempt is left (the
+    exam's attempts plus any HR granted; the row keeps that allowance)."""
     exam = exam_for_lesson(session, lesson)
     if exam is None or exam.pool is None:
         raise AttemptRefused("not_ready")
@@ -160,7 +177,7 @@ def start_attempt(session: Session, *, user: User, lesson: Lesson, ip: str | Non
                               per_topic=json.loads(exam.per_topic or "{}"),
                               shuffle_options=exam.shuffle_options, seed=seed)
     attempt = ExamAttempt(
-        exam_id=exam.id, max_attempts=exam.max_attempts, user_id=user.id,
+        exam_id=exam.id, max_attempts=state.allowed, user_id=user.id,
         enrollment_id=enrollment_id, lesson_id=lesson.id,
         number=len(state.attempts) + 1, seed=seed, started_at=now,
         deadline_at=now + timedelta(minutes=exam.time_limit_minutes),

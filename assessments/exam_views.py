@@ -133,12 +133,13 @@ def _next_lesson(lesson: Lesson) -> Lesson | None:
         .order_by(Lesson.position).limit(1))
 
 
-def _refusal_message(code: str, exam: Exam) -> str:
+def _refusal_message(code: str, allowed: int) -> str:
+    """``allowed``: the exam's attempts plus those HR granted this learner."""
     if code == "passed":
         return _("You have passed this exam already.")
     if code == "no_attempts":
         return _("You have used all %(n)d attempts of this exam. Contact HR if you need "
-                 "another attempt.", n=exam.max_attempts)
+                 "another attempt.", n=allowed)
     return _("This exam is not open yet. Try again later or contact HR.")
 
 
@@ -159,7 +160,9 @@ def start(lesson_id: int):
             blocker = blocking_lesson(db.session, enrollment_id, lesson)
             return render_template("assessments/exams/refused.html", lesson=lesson,
                                    course=lesson.version.course, blocker=blocker), 403
-        flash(_refusal_message(exc.code, exam), "error")
+        allowed = exam_taking.exam_state(db.session, enrollment_id=enrollment_id,
+                                         exam=exam).allowed
+        flash(_refusal_message(exc.code, allowed), "error")
         return redirect(url_for(".lesson", lesson_id=lesson.id))
     db.session.commit()
     return redirect(url_for(".attempt", attempt_id=attempt.id))

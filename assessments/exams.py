@@ -6,8 +6,11 @@ SHA-256), and every attempt keeps its own snapshot of what it served. So editing
 changes neither a published exam nor any history.
 
 The attempt limit is enforced by the database too: an attempt row carries its exam's
-``max_attempts`` through a composite foreign key to ``exams (id, max_attempts)``, a CHECK
-keeps ``number`` within it and a unique key makes each number happen once per enrolment.
+``max_attempts`` (its allowance), a CHECK keeps ``number`` within it and a unique key makes
+each number happen once per enrolment. The allowance is the exam's own ``max_attempts`` or,
+after HR granted extra attempts to that enrolment (``ExamAttemptGrant``), the total of one
+of its grants; a trigger checks that on insert (migration 0020; until then a composite
+foreign key to ``exams (id, max_attempts)`` did).
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     ForeignKey,
-    ForeignKeyConstraint,
     Index,
     Integer,
     String,
@@ -31,6 +33,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from courses.models import RISK_TOPICS, Lesson
 from lms.dbtypes import UTCDateTime, utcnow
 from lms.extensions import db
+from lms.people.models import User
 
 QUESTION_KINDS = ("single", "multiple", "true_false")
 SELECTIONS = ("fixed", "random")
@@ -44,6 +47,8 @@ MAX_TIME_LIMIT_MINUTES = 180
 # Answers and submissions are accepted this long after the deadline (network latency,
 # a submit clicked in the last second); the issue allows at most 30 s.
 GRACE_SECONDS = 15
+# Extra attempts HR may grant at a time (after retraining); several grants add up.
+MAX_GRANT_EXTRA = 5
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -156,8 +161,6 @@ class ExamAttempt(db.Model):
                          name="uq_exam_attempts_exam_enrollment_number"),
         CheckConstraint("number >= 1 AND number <= max_attempts", name="attempt_limit"),
         CheckConstraint(_in("end_reason", END_REASONS), name="end_reason"),
-        ForeignKeyConstraint(["exam_id", "max_attempts"], ["exams.id", "exams.max_attempts"],
-                             name="fk_exam_attempts_exam_max_attempts", ondelete="RESTRICT"),
         # At most one open attempt per learner and exam.
         Index("uq_exam_attempts_one_open", "exam_id", "enrollment_id", unique=True,
               sqlite_where=text("submitted_at IS NULL"),
@@ -166,7 +169,8 @@ class ExamAttempt(db.Model):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    exam_id: Mapped[int] = mapped_column(Integer)
+    exam_id: Mapped[int] = mapped_column(ForeignKey("exams.id", ondelete="RESTRICT"))
+    # the allowance when the attempt started: the exam's own, or a grant's ``allowed``
     max_attempts: Mapped[int] = mapped_column(Integer)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="RESTRICT"),
@@ -191,8 +195,7 @@ class ExamAttempt(db.Model):
     ledger_seq: Mapped[int | None] = mapped_column(Integer)
     ledger_hash: Mapped[str | None] = mapped_column(String(64))
 
-    exam: Mapped[Exam] = relationship(foreign_keys=[exam_id],
-                                      primaryjoin="ExamAttempt.exam_id == Exam.id")
+    exam: Mapped[Exam] = relationship()
 
 
 class AttemptAnswer(db.Model):
@@ -208,3 +211,34 @@ class AttemptAnswer(db.Model):
     position: Mapped[int] = mapped_column(Integer)
     choice: Mapped[str] = mapped_column(String(64))  # JSON [served option indices]
     saved_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ExamAttemptGrant(db.Model):
+    """Extra attempts HR granted one enrolment on one exam (after retraining or coaching),
+    with the reason; evidence, so never changed or deleted (triggers, 0020).
+
+    ``allowed`` is the enrolment's total allowance once this grant counts: the exam's
+    ``max_attempts`` plus every grant up to this one. The database checks that each grant
+    continues that sum (a trigger) and the unique key refuses a second grant computed
+    from the same total by a concurrent request. It also serves the look-up by enrolment
+    and exam (its leading columns)."""
+
+    __tablename__ = "exam_attempt_grants"
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "exam_id", "allowed",
+                         name="uq_exam_attempt_grants_enrollment_exam_allowed"),
+        CheckConstraint(f"extra >= 1 AND extra <= {MAX_GRANT_EXTRA}", name="extra"),
+        CheckConstraint("allowed > extra", name="allowed"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id",
+                                                          ondelete="RESTRICT"))
+    exam_id: Mapped[int] = mapped_column(ForeignKey("exams.id", ondelete="RESTRICT"))
+    extra: Mapped[int] = mapped_column(Integer)
+    allowed: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    granted_by_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    granted_by: Mapped[User] = relationship()

@@ -22,7 +22,7 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.validators import Length, Optional
-from wtforms.widgets import CheckboxInput, ListWidget
+from wtforms.widgets import CheckboxInput, HiddenInput, ListWidget
 
 from lms.compliance.models import ASSIGNMENT_STATUSES
 from lms.compliance.rules import RuleInput
@@ -142,6 +142,14 @@ class ExtendForm(FlaskForm):
 class WaiveForm(FlaskForm):
     reason = TextAreaField(_l("Reason"), filters=[_strip])
     next = HiddenField()
+
+
+class GrantAttemptsForm(FlaskForm):
+    """Extra exam attempts for a learner out of attempts (assessments.attempt_grants)."""
+
+    exam_id = IntegerField(widget=HiddenInput(), validators=[Optional()])
+    extra = IntegerField(_l("Extra attempts (1–5)"), default=1, validators=[Optional()])
+    reason = TextAreaField(_l("Reason"), filters=[_strip])
 
 
 class AssignmentFilterForm(FlaskForm):

@@ -14,12 +14,20 @@ from datetime import date, datetime
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import exists, select
 from sqlalchemy.orm import joinedload
 
+from assessments.attempt_grants import (
+    GrantRefused,
+    exam_standings,
+    grant_attempts,
+    grants_of,
+)
+from assessments.exams import Exam
 from courses.enrolment import department_choices, parse_employee_nos
-from courses.models import Course, CourseVersion
+from courses.models import Course, CourseVersion, Lesson
 from lms.auth.permissions import HR_ROLES, roles_required
 from lms.compliance.engine import evaluate_rule, local_date
 from lms.compliance.forms import (
@@ -28,12 +36,14 @@ from lms.compliance.forms import (
     AssignForm,
     AssignmentFilterForm,
     ExtendForm,
+    GrantAttemptsForm,
     RuleForm,
     WaiveForm,
     assignment_source_label,
     assignment_status_label,
 )
 from lms.compliance.manual import (
+    LIVE_STATUSES,
     AssignmentFilters,
     assign_by_hand,
     assignments_query,
@@ -260,7 +270,8 @@ def _assignment_or_404(assignment_id: int) -> Assignment:
 
 
 def _assignment_page(assignment: Assignment, *, extend_form: ExtendForm | None = None,
-                     waive_form: WaiveForm | None = None, status: int = 200):
+                     waive_form: WaiveForm | None = None,
+                     grant_form: GrantAttemptsForm | None = None, status: int = 200):
     history = db.session.scalars(
         select(Assignment).where(Assignment.user_id == assignment.user_id,
                                  Assignment.course_id == assignment.course_id)
@@ -268,10 +279,18 @@ def _assignment_page(assignment: Assignment, *, extend_form: ExtendForm | None =
     today = local_date(clock())
     extend_form = extend_form or ExtendForm(formdata=None, next=request.args.get("next", ""))
     waive_form = waive_form or WaiveForm(formdata=None, next=request.args.get("next", ""))
+    # The exams of the round this assignment is fulfilled by (none before enrolment).
+    exams = grants = []
+    if assignment.enrollment_id is not None:
+        exams = exam_standings(db.session, enrollment_id=assignment.enrollment_id,
+                               version_id=assignment.version_id)
+        grants = grants_of(db.session, enrollment_id=assignment.enrollment_id)
     return render_template(
         "compliance/assignment.html", a=assignment, history=history, today=today,
         days_left=_days_left(load_calendar(db.session), assignment, today),
-        extend_form=extend_form, waive_form=waive_form), status
+        extend_form=extend_form, waive_form=waive_form, exams=exams, grants=grants,
+        grant_form=grant_form, grant_form_class=GrantAttemptsForm,
+        live=assignment.status in LIVE_STATUSES), status
 
 
 @bp.get("/compliance/assignments/<int:assignment_id>")
@@ -317,6 +336,41 @@ def assignment_waive(assignment_id: int):
             flash(_("Assignment waived; it stays on record."), "success")
             return redirect(_back(form.next.data, item.id))
     return _assignment_page(_assignment_or_404(assignment_id), waive_form=form, status=status)
+
+
+@bp.post("/compliance/assignments/<int:assignment_id>/grant-attempts")
+@roles_required(*HR_ROLES)
+def assignment_grant_attempts(assignment_id: int):
+    """Extra attempts at one exam of the assignment's course version (another version's
+    exam: 404) for the round the assignment is fulfilled by."""
+    item = _assignment_or_404(assignment_id)
+    form = GrantAttemptsForm()
+    exam_id = db.session.scalar(
+        select(Exam.id).join(Lesson, Lesson.id == Exam.lesson_id)
+        .where(Exam.id == form.exam_id.data, Lesson.version_id == item.version_id)
+    ) if isinstance(form.exam_id.data, int) else None
+    if exam_id is None:
+        abort(404)
+    status = 422
+    if form.validate_on_submit():
+        def grant():
+            if item.status not in LIVE_STATUSES or item.enrollment_id is None:
+                raise GrantRefused.one(_l(
+                    "Extra attempts are granted only for an open or suspended assignment "
+                    "whose learner is enrolled; this one is %(status)s.",
+                    status=assignment_status_label(item.status)))
+            return grant_attempts(db.session, enrollment_id=item.enrollment_id,
+                                  exam_id=exam_id, extra=form.extra.data,
+                                  reason=form.reason.data, actor_id=current_user.id,
+                                  now=clock())
+
+        saved, status = save_or_show(form, grant)
+        if saved is not None:
+            flash(_("%(n)d extra attempts granted; the learner can now take the exam "
+                    "%(allowed)d times in all.", n=saved.extra, allowed=saved.allowed),
+                  "success")
+            return redirect(url_for(".assignment", assignment_id=item.id) + "#exams")
+    return _assignment_page(_assignment_or_404(assignment_id), grant_form=form, status=status)
 
 
 @bp.route("/compliance/assign", methods=["GET", "POST"])

@@ -19,10 +19,10 @@ from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from assessments.exam_taking import verify_attempt
-from assessments.exams import AttemptAnswer, Exam, ExamAttempt
+from assessments.exams import AttemptAnswer, Exam, ExamAttempt, ExamAttemptGrant
 from assessments.policies import PolicyDocument, PolicyReading, PolicyVersion, Signature
 from assessments.signing import verify_signature
 from courses import watch
@@ -128,6 +128,14 @@ class AttemptView:
 
 
 @dataclass
+class GrantView:
+    """Extra attempts HR granted on an exam lesson (assessments.attempt_grants)."""
+
+    row: ExamAttemptGrant
+    record: Record | None
+
+
+@dataclass
 class SignatureView:
     row: Signature
     policy_name: str
@@ -186,6 +194,7 @@ class LessonView:
     rejections: list[WatchRejection] = field(default_factory=list)
     readings: list[PolicyReading] = field(default_factory=list)
     attempts: list[AttemptView] = field(default_factory=list)
+    grants: list[GrantView] = field(default_factory=list)
     signatures: list[SignatureView] = field(default_factory=list)
 
     @property
@@ -492,8 +501,12 @@ class _Builder:
         attempts = list(self.session.scalars(
             select(ExamAttempt).where(ExamAttempt.enrollment_id.in_(enrolment_ids))
             .order_by(ExamAttempt.lesson_id, ExamAttempt.number)))
+        grants = list(self.session.scalars(
+            select(ExamAttemptGrant).where(ExamAttemptGrant.enrollment_id.in_(enrolment_ids))
+            .options(joinedload(ExamAttemptGrant.granted_by)).order_by(ExamAttemptGrant.id)))
         exams = {x.id: x for x in self.session.scalars(
-            select(Exam).where(Exam.id.in_({a.exam_id for a in attempts})))}
+            select(Exam).where(Exam.id.in_({a.exam_id for a in attempts}
+                                           | {g.exam_id for g in grants})))}
         open_answers = self._open_answers(attempts)
         signatures = list(self.session.execute(
             select(Signature, PolicyVersion, PolicyDocument.name)
@@ -513,7 +526,8 @@ class _Builder:
         self.ledger.load(
             seqs=seqs,
             subjects={f"assignment:{a.id}" for a, _n in assignments}
-            | {f"message:{m.id}" for m in messages},
+            | {f"message:{m.id}" for m in messages}
+            | {f"exam_attempt_grant:{g.id}" for g in grants},
             own_subjects={f"course_version:{e.version.id}" for e in enrolments},
             user_id=self.user_id,
             batch_subjects={f"rule:{a.rule_id}" for a, _n in assignments if a.rule_id}
@@ -539,6 +553,14 @@ class _Builder:
         attempts_by = defaultdict(list)
         for a in attempts:
             attempts_by[(a.enrollment_id, a.lesson_id)].append(a)
+        grant_seqs = {entry.subject: seq for seq, entry in self.ledger.entries.items()
+                      if entry.kind == "exam.attempts_granted"}
+        grants_by = defaultdict(list)
+        for g in grants:
+            record = self.ledger.record(grant_seqs.get(f"exam_attempt_grant:{g.id}"),
+                                        f"考试机会增加 exam attempts granted (+{g.extra})")
+            grants_by[(g.enrollment_id, exams[g.exam_id].lesson_id)].append(
+                GrantView(g, record))
         signatures_by = defaultdict(list)
         for s, v, name in signatures:
             signatures_by[(s.enrollment_id, s.lesson_id)].append((s, v, name))
@@ -559,6 +581,7 @@ class _Builder:
                 view.sessions = session_rows(sessions.get(key, []), view.progress)
                 view.attempts = [self._attempt(a, exams, open_answers)
                                  for a in attempts_by.get(key, [])]
+                view.grants = grants_by.get(key, [])
                 view.signatures = [self._signature(s, v, name, receipt_by_key)
                                    for s, v, name in signatures_by.get(key, [])]
                 e.lessons.append(view)
