@@ -28,7 +28,6 @@ TOKEN_PREFIX = "ca_"  # noqa: S105 -- marks our tokens in logs and secret scanne
 SCOPES: dict[str, object] = {
     "hr:write": _l("Upsert employees (batch and single changes)"),
     "hr:read": _l("Read employees' training records for the HR capability file"),
-    "training:read": _l("Read training records, completions and signatures"),
     "risk:write": _l("Send risk signals"),
     "risk:read": _l("Read training gaps per department and risk topic"),
     "performance:read": _l("Read the risk-control training KPI per period"),

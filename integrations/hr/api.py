@@ -17,8 +17,8 @@ Decisions (also in the OpenAPI descriptions):
   unset (a server setting, not the caller's fault), 401 ``missing_signature``,
   ``bad_timestamp``, ``stale_timestamp`` (over 300 s off) or ``bad_signature``, and 409
   ``replayed`` for a signature it accepted before.
-- The training record takes the ``hr:read`` scope only (``training:read`` is for the
-  training endpoints). ID numbers never appear in any answer.
+- The training record takes the ``hr:read`` scope. ID numbers never appear in any
+  answer.
 """
 
 from __future__ import annotations

@@ -275,7 +275,7 @@ def test_tokens_and_scopes(app, org):
     writer = token("hr:write", name="writer")
     resp = c.get(record_url("E2"), headers=bearer(writer))
     assert resp.status_code == 403
-    resp = c.get(record_url("E2"), headers=bearer(token("training:read", name="lms-reader")))
+    resp = c.get(record_url("E2"), headers=bearer(token("risk:read", name="risk-reader")))
     assert resp.status_code == 403  # hr:read only
     assert c.get(record_url("E2"), headers=bearer(reader)).status_code == 200
     old = issue_token(db.session, name="old", scopes=["hr:write", "hr:read"], actor_id=None)
