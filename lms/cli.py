@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import click
 from flask import current_app
@@ -160,69 +161,64 @@ def _tick_feeds(calendar, now) -> bool:
     return not report.crashed
 
 
-def _tick_regulation_alerts(calendar, now) -> bool:
-    """The tick's regulation step: alert trainers and HR about clocks running out (its
-    own transaction; a failure is reported and the tick goes on). True if it ran."""
-    from lms.compliance.regulation.alerts import send_regulation_alerts
-
+def _tick_step(name: str, run: Callable[[], str]) -> bool:
+    """Run one tick step, which commits its own work and returns its report line. A
+    failure is rolled back and reported, and the tick goes on: one failing step must not
+    stop the others. True if it ran."""
     try:
-        report = send_regulation_alerts(db.session, calendar=calendar, now=now)
-        db.session.commit()
+        line = run()
     except Exception as exc:  # one failing step must not stop the others
         db.session.rollback()
-        click.echo(f"regulation alerts: failed: {exc}", err=True)
+        click.echo(f"{name}: failed: {exc}", err=True)
         return False
-    click.echo(report.line())
+    click.echo(line)
     return True
+
+
+def _tick_regulation_alerts(calendar, now) -> bool:
+    """Alert trainers and HR about regulation clocks running out (its own transaction)."""
+    from lms.compliance.regulation.alerts import send_regulation_alerts
+
+    def run() -> str:
+        report = send_regulation_alerts(db.session, calendar=calendar, now=now)
+        db.session.commit()
+        return report.line()
+
+    return _tick_step("regulation alerts", run)
 
 
 def _tick_jobs(now) -> bool:
-    """The tick's jobs step: background jobs whose worker died are queued again (sent to
-    RQ again with Redis), or failed when out of attempts; the files of jobs finished
-    more than JOB_KEEP_DAYS ago are removed. True if it ran."""
+    """Background jobs whose worker died are queued again (sent to RQ again with Redis),
+    or failed when out of attempts; the files of jobs finished more than JOB_KEEP_DAYS
+    ago are removed."""
     from lms.jobs.backends import prune, sweep
 
-    try:
+    def run() -> str:
         requeued, gave_up = sweep(current_app, now=now)
         pruned = prune(current_app, now=now)
-    except Exception as exc:  # one failing step must not stop the others
-        db.session.rollback()
-        click.echo(f"jobs: failed: {exc}", err=True)
-        return False
-    click.echo(f"jobs: {len(requeued)} interrupted jobs queued again, {len(gave_up)} out of "
-               f"attempts failed, files of {len(pruned)} old jobs removed")
-    return True
+        return (f"jobs: {len(requeued)} interrupted jobs queued again, {len(gave_up)} out "
+                f"of attempts failed, files of {len(pruned)} old jobs removed")
+
+    return _tick_step("jobs", run)
 
 
 def _tick_webhooks(now) -> bool:
-    """The tick's webhook step: training events from the ledger queued for the endpoints,
-    due deliveries sent (each batch its own transaction; a receiver's refusal is recorded
-    on its delivery, not raised). True if it ran."""
+    """Training events from the ledger queued for the webhook endpoints, due deliveries
+    sent (each batch its own transaction; a receiver's refusal is recorded on its
+    delivery, not raised)."""
     from integrations.webhooks.tick import run_webhook_tick
 
-    try:
-        report = run_webhook_tick(db.session, current_app, now=now, commit=db.session.commit)
-    except Exception as exc:  # one failing step must not stop the others
-        db.session.rollback()
-        click.echo(f"webhooks: failed: {exc}", err=True)
-        return False
-    click.echo(report.line())
-    return True
+    return _tick_step("webhooks", lambda: run_webhook_tick(
+        db.session, current_app, now=now, commit=db.session.commit).line())
 
 
 def _tick_xapi(now) -> bool:
-    """The tick's xAPI step (when XAPI_LRS_URL is set): statements queued from the
-    ledger and sent to the LRS, each batch its own transaction. True if it ran."""
+    """(When XAPI_LRS_URL is set) statements queued from the ledger and sent to the LRS,
+    each batch its own transaction."""
     from integrations.xapi.tick import run_xapi_tick
 
-    try:
-        report = run_xapi_tick(db.session, current_app, now=now, commit=db.session.commit)
-    except Exception as exc:  # one failing step must not stop the others
-        db.session.rollback()
-        click.echo(f"xapi: failed: {exc}", err=True)
-        return False
-    click.echo(report.line())
-    return True
+    return _tick_step("xapi", lambda: run_xapi_tick(
+        db.session, current_app, now=now, commit=db.session.commit).line())
 
 
 @lms_cli.command("worker")
